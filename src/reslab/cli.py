@@ -1,0 +1,131 @@
+"""Command-line glue: check overrides before Hydra composes, run one job, turn errors into one line."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from reslab.errors import ConfigError, ReslabError
+
+log = logging.getLogger("reslab")
+
+GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "experiment")
+INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line and exit; HYDRA_FULL_ERROR=1 or RESLAB_DEBUG=1 re-raises for a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _options(config_dir: Path, group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def _has_key(cfg, dotted: str) -> tuple[bool, list[str], str]:
+    """Whether ``dotted`` exists (without resolving interpolations); else the siblings of the missing part."""
+    from omegaconf import DictConfig
+
+    node, prefix = cfg, ""
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig):
+            return True, [], prefix  # inside a list or a leaf: leave it to OmegaConf
+        child = node._get_node(part, validate_access=False, throw_on_missing_key=False)
+        if child is None:
+            return False, [f"{prefix}{k}" for k in node.keys()], prefix
+        node, prefix = child, f"{prefix}{part}."
+    return True, [], prefix
+
+
+def preflight(argv: list[str], config_dir: Path) -> None:
+    """Refuse unknown group options and unknown keys with one line and a suggestion."""
+    if any(a in INFO_FLAGS for a in argv):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException as exc:
+        fail(f"cannot parse the overrides ({str(exc).splitlines()[0]}); write them as key=value")
+    first_choices: list[str] = []
+    keys = []
+    for o in overrides:
+        key = o.key_or_group
+        if key.startswith("hydra") or o.package is not None:
+            continue
+        values = (
+            list(o.sweep_string_iterator())
+            if o.is_sweep_override()
+            else [o.get_value_element_as_str()]
+        )
+        if key in GROUPS:
+            options = _options(config_dir, key)
+            for value in values:
+                if value not in options and value != "null":
+                    fail(
+                        f"{key}={value} is not an option; {_suggest(value, options)}"
+                        f"choose one of: {', '.join(options)}"
+                    )
+            first_choices.append(f"{key}={values[0]}")
+        elif not (o.is_add() or o.is_delete() or o.is_force_add()):
+            keys.append(key)
+    if not keys:
+        return
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=first_choices)
+    except HydraException as exc:
+        fail(str(exc).splitlines()[0])
+    for key in keys:
+        found, siblings, _ = _has_key(cfg, key)
+        if not found:
+            fail(
+                f"{key} is not a config key; {_suggest(key, siblings)}"
+                f"`python train.py --cfg job` lists every key (add a new one with +{key}=...)"
+            )
+
+
+def run_job(cfg) -> float | None:
+    """Hydra task: train one config into Hydra's output dir; one-line errors for user mistakes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from reslab.run import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
+    try:
+        results = train(cfg, run_dir)
+    except ReslabError as exc:
+        log.error("error: %s", exc)
+        if multirun or _debug():
+            raise
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    value = results.get(cfg.monitor)
+    return float(value) if value is not None else None
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("RESLAB_DEBUG"))

@@ -1,0 +1,17 @@
+"""Errors a user can fix: the command line prints them as one line, without a traceback."""
+
+
+class ReslabError(Exception):
+    """Base for user-facing errors; the message says what is wrong and what to do."""
+
+
+class ConfigError(ReslabError):
+    """A config value that cannot work (bad depth, negative learning rate, ...)."""
+
+
+class DataError(ReslabError):
+    """A dataset that is missing, corrupt or cannot be fetched."""
+
+
+class TrainingError(ReslabError):
+    """Training cannot go on (NaN loss, out of memory, ...)."""

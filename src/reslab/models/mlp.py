@@ -1,0 +1,110 @@
+"""Multi-layer perceptrons: the plain stack and its residual twin.
+
+``depth`` counts Linear layers, the first and the classifier included. The residual
+variant wraps the ``depth - 2`` hidden width->width layers in blocks of two with an
+identity shortcut, so the plain and residual nets have exactly the same layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from reslab.models.depth import require_depth
+from reslab.models.norm import norm_1d
+
+
+class LinearUnit(nn.Sequential):
+    """Linear -> optional norm -> ReLU -> optional dropout."""
+
+    def __init__(self, fan_in: int, fan_out: int, norm: str, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(fan_in, fan_out),
+            norm_1d(norm, fan_out),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+
+class ResidualPair(nn.Module):
+    """Two width->width Linear layers; with ``residual`` the input is added before the last ReLU."""
+
+    def __init__(self, width: int, norm: str, dropout: float, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        self.first = LinearUnit(width, width, norm, dropout)
+        self.second = nn.Linear(width, width)
+        self.norm = norm_1d(norm, width)
+        self.act = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm(self.second(self.first(x)))
+        if self.residual:
+            out = out + x
+        return self.drop(self.act(out))
+
+
+class MLP(nn.Module):
+    """``depth`` Linear layers on flattened images; ``residual=True`` gives the ResidualMLP."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        depth: int = 3,
+        width: int = 256,
+        hidden_sizes: Sequence[int] | None = None,
+        residual: bool = False,
+        norm: str | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        name = "residual_mlp" if residual else "mlp"
+        fan_in = 1
+        for d in input_shape:
+            fan_in *= int(d)
+        self.flatten = nn.Flatten()
+        if hidden_sizes:
+            if residual:
+                require_depth(
+                    name,
+                    depth,
+                    False,
+                    "model.hidden_sizes needs a uniform width; set model.hidden_sizes=null",
+                )
+            sizes = [fan_in, *map(int, hidden_sizes)]
+            self.depth = len(sizes)
+            self.features = nn.Sequential(
+                *(LinearUnit(a, b, norm, dropout) for a, b in zip(sizes, sizes[1:]))
+            )
+            self.classifier = nn.Linear(sizes[-1], num_classes)
+            return
+        if residual:
+            require_depth(
+                name,
+                depth,
+                isinstance(depth, int) and depth >= 2 and depth % 2 == 0,
+                "the residual MLP needs an even depth >= 2 (2, 4, 6, 8, ...): "
+                "input layer + blocks of two + classifier",
+            )
+        else:
+            require_depth(
+                name, depth, isinstance(depth, int) and depth >= 1, "any depth >= 1 (1, 2, 3, ...)"
+            )
+        self.depth = depth
+        layers: list[nn.Module] = []
+        if depth >= 2:
+            layers.append(LinearUnit(fan_in, width, norm, dropout))
+            hidden = depth - 2
+            if residual or hidden % 2 == 0:
+                layers += [ResidualPair(width, norm, dropout, residual) for _ in range(hidden // 2)]
+            else:
+                layers += [LinearUnit(width, width, norm, dropout) for _ in range(hidden)]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width if depth >= 2 else fan_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.flatten(x)))

@@ -1,0 +1,209 @@
+"""One training run, from a composed config to a finished run folder.
+
+config -> validate -> data -> model, optimizer, schedule -> Trainer.fit -> test on the
+best checkpoint -> results.json, metrics.csv, checkpoints, figures. Nothing global: every
+piece is built here and handed to the trainer as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from reslab.config.shapes import DATASET_SHAPES
+from reslab.config.validate import check_model_builds, validate_config
+from reslab.data import load_dataset
+from reslab.data.loader import Augmentation, TensorBatchLoader
+from reslab.errors import ReslabError
+from reslab.figures import confusion_matrix_figure, save_figure
+from reslab.models import count_params
+from reslab.seeding import seed_everything
+from reslab.tracking import LoggerGroup, MetricsCSV, write_json
+from reslab.training.early_stopping import EarlyStopping, monitor_mode
+from reslab.training.metrics import format_class_report
+from reslab.training.precision import resolve_device, resolve_precision
+from reslab.training.schedule import build_schedule
+from reslab.training.trainer import Trainer
+
+log = logging.getLogger("reslab")
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """The facts a comparison report groups runs by."""
+    model = cfg.model
+    target = str(model.get("_target_", ""))
+    residual = bool(model.get("residual", False))
+    family = target.rsplit(".", 1)[-1].lower()
+    return {
+        "name": cfg.get("name"),
+        "model": family if family != "mlp" else ("residual_mlp" if residual else "mlp"),
+        "residual": residual,
+        "depth": cfg.get("depth"),
+        "width": cfg.get("width"),
+        "dataset": cfg.dataset.name,
+        "optimizer": str(cfg.optimizer.get("_target_", "")).rsplit(".", 1)[-1].lower(),
+        "lr": cfg.optimizer.get("lr"),
+        "batch_size": cfg.dataset.batch_size,
+        "seed": cfg.seed,
+        "monitor": cfg.monitor,
+    }
+
+
+def build_loaders(
+    cfg: DictConfig, data, device: torch.device, seed: int
+) -> tuple[TensorBatchLoader, ...]:
+    t = cfg.trainer
+    aug = cfg.dataset.get("augment") or {}
+    augmentation = Augmentation(int(aug.get("crop_padding", 0) or 0), bool(aug.get("hflip", False)))
+    common = {"mean": data.mean, "std": data.std, "device": device}
+    train = TensorBatchLoader(
+        data.train,
+        cfg.dataset.batch_size,
+        shuffle=True,
+        augmentation=augmentation,
+        seed=seed,
+        limit_batches=t.limit_train_batches,
+        **common,
+    )
+    val = TensorBatchLoader(
+        data.val, cfg.dataset.eval_batch_size, limit_batches=t.limit_eval_batches, **common
+    )
+    test = TensorBatchLoader(data.test, cfg.dataset.eval_batch_size, **common)
+    return train, val, test
+
+
+def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> dict[str, Any]:
+    """Train and test one config into ``run_dir``; returns what results.json holds."""
+    run_dir = Path(run_dir)
+    started = time.time()
+    results: dict[str, Any] = {"status": "running", **describe(cfg)}
+    loggers = LoggerGroup()
+    try:
+        validate_config(cfg)
+        if cfg.dataset.name in DATASET_SHAPES:
+            shape, n_classes = DATASET_SHAPES[cfg.dataset.name]
+            check_model_builds(cfg.model, shape, n_classes)
+        seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
+        device = resolve_device(str(cfg.trainer.device))
+        precision = resolve_precision(cfg.trainer.precision, device)
+
+        data = load_dataset(cfg.dataset)
+        model = instantiate(
+            cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes
+        )
+        results.update(
+            params=count_params(model),
+            data_source=data.source,
+            device=str(device),
+            precision=precision.name,
+        )
+        log.info(
+            "%s: %s parameters, depth %s, on %s (precision %s)",
+            results["name"],
+            f"{results['params']:,}",
+            cfg.get("depth"),
+            device,
+            precision.name,
+        )
+        for note in data.notes:
+            log.warning("data: %s", note)
+
+        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        train_loader, val_loader, test_loader = build_loaders(cfg, data, device, int(cfg.seed))
+        mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
+        schedule = build_schedule(
+            cfg.scheduler,
+            optimizer,
+            steps_per_epoch=len(train_loader),
+            max_epochs=int(cfg.trainer.max_epochs),
+            monitor_mode=mode,
+        )
+        loggers.add(MetricsCSV(run_dir / "metrics.csv"))
+        for logger in extra_loggers or []:
+            loggers.add(logger)
+        loggers.log_hparams({**describe(cfg), "params": results["params"]})
+
+        trainer = Trainer(
+            model,
+            optimizer,
+            schedule,
+            device=device,
+            precision=precision,
+            max_epochs=int(cfg.trainer.max_epochs),
+            early_stopping=EarlyStopping(
+                cfg.monitor,
+                mode,
+                cfg.trainer.early_stopping.patience,
+                float(cfg.trainer.early_stopping.min_delta),
+            ),
+            checkpoint_dir=run_dir / "checkpoints",
+            num_classes=data.num_classes,
+            classes=data.classes,
+            loggers=loggers,
+            grad_clip=cfg.trainer.grad_clip,
+            overfitting_epochs=int(cfg.trainer.overfitting_epochs),
+            progress=cfg.trainer.progress,
+            checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
+        )
+        fit = trainer.fit(train_loader, val_loader)
+        # trainer.fit restored best.pt: the test set sees the best epoch's weights, once.
+        tested = trainer.test(test_loader)
+
+        best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), fit.history[-1])
+        results.update(
+            status=fit.status,
+            epochs=fit.epochs,
+            best_epoch=fit.best_epoch,
+            **{k: v for k, v in best_row.items() if k.startswith("val/")},
+            **tested.metrics,
+            final_train_loss=fit.history[-1]["train/loss"],
+            best_train_loss=min(r["train/loss"] for r in fit.history),
+            overfitting_epoch=fit.overfitting_epoch,
+            class_report=tested.class_report,
+        )
+        _write_test_outputs(run_dir, tested, data.classes)
+        log.info(
+            "test on best epoch %d: test/acc %.4f  test/loss %.4f\n%s",
+            fit.best_epoch,
+            tested.metrics["test/acc"],
+            tested.metrics["test/loss"],
+            format_class_report(tested.class_report),
+        )
+        loggers.log_summary({k: v for k, v in results.items() if k != "class_report"})
+        return results
+    except BaseException as exc:
+        results["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        results["error"] = f"{exc.__class__.__name__}: {exc}".strip()
+        if not isinstance(exc, ReslabError):
+            results["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        results["duration_s"] = round(time.time() - started, 3)
+        loggers.finish(results["status"])
+        write_json(run_dir / "results.json", results)
+
+
+def _write_test_outputs(run_dir: Path, tested, classes: list[str]) -> None:
+    """Numbers and figure of the confusion matrix, and per-image test predictions (for McNemar)."""
+    confusion = tested.confusion.to(torch.long)
+    lines = ["true\\pred," + ",".join(classes)]
+    lines += [
+        f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(classes, confusion)
+    ]
+    (run_dir / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
+    save_figure(
+        confusion_matrix_figure(confusion, classes), run_dir / "figures" / "confusion_matrix.png"
+    )
+    np.savez_compressed(
+        run_dir / "test_predictions.npz",
+        labels=tested.labels.numpy(),
+        predictions=tested.predictions.numpy(),
+    )

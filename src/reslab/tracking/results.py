@@ -1,0 +1,30 @@
+"""results.json and other JSON files of the run folder, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from reslab.training.checkpoint import atomic_write
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null rather than produce an unreadable file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(_clean(data), indent=2, sort_keys=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,48 @@
+"""Checkpoints written atomically and read back with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reslab.errors import ReslabError
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` and rename over ``path``: a failed write leaves the old file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ReslabError(
+            f"checkpoint {path} does not exist; point at a run's checkpoints/best.pt or last.pt"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ReslabError(
+            f"{path} is not a readable reslab checkpoint ({first[:120]}); it is corrupt or from another tool"
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ReslabError(f"{path} is not a reslab checkpoint (no model weights in it)")
+    return state

@@ -1,0 +1,20 @@
+"""Train a model composed from configs/: `python train.py model=resnet depth=20`."""
+
+import sys
+from pathlib import Path
+
+import hydra
+
+from reslab.cli import preflight, run_job
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg) -> float | None:
+    return run_job(cfg)
+
+
+if __name__ == "__main__":
+    preflight(sys.argv[1:], CONFIG_DIR)
+    main()
