@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reslab.config.shapes import DATASET_SHAPES
-from reslab.config.validate import check_model_builds, validate_config
+from reslab.config.validate import build, check_model_builds, validate_config
 from reslab.data import load_dataset
 from reslab.data.loader import Augmentation, TensorBatchLoader
 from reslab.errors import ReslabError
@@ -96,9 +95,7 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
         precision = resolve_precision(cfg.trainer.precision, device)
 
         data = load_dataset(cfg.dataset)
-        model = instantiate(
-            cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes
-        )
+        model = build(cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes)
         results.update(
             params=count_params(model),
             data_source=data.source,
@@ -116,7 +113,7 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
         for note in data.notes:
             log.warning("data: %s", note)
 
-        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        optimizer = build(cfg.optimizer)(model.parameters())
         train_loader, val_loader, test_loader = build_loaders(cfg, data, device, int(cfg.seed))
         mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
         schedule = build_schedule(

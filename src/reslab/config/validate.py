@@ -87,12 +87,25 @@ def validate_config(cfg: DictConfig) -> None:
     _number(cfg, "seed", int)
 
 
+def build(cfg: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, re-raising our own errors unwrapped so they stay one line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, ConfigError):
+            raise exc.__cause__ from None
+        last = str(exc).strip().splitlines()[-1]
+        raise ConfigError(f"cannot build {cfg.get('_target_')}: {last}") from exc
+
+
 def check_model_builds(
     model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int
 ) -> None:
     """Build the model on the meta device so an impossible depth fails before data is loaded."""
     import torch
-    from hydra.utils import instantiate
 
     with torch.device("meta"):
-        instantiate(model_cfg, input_shape=list(input_shape), num_classes=num_classes)
+        build(model_cfg, input_shape=list(input_shape), num_classes=num_classes)

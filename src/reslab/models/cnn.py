@@ -1,4 +1,4 @@
-"""The lab's plain CNN: 3x3 conv + ReLU stages that double the channels, max-pooling between stages.
+"""The lab's plain CNN: 3x3 conv + ReLU stages that double the channels, 2x2 max-pooling after every stage.
 
 ``depth`` counts weight layers as everywhere in reslab. With ``head="fc"`` (the lab's
 net) the conv layers are followed by a 128-unit fully connected layer with dropout and
@@ -59,7 +59,7 @@ class CNN(nn.Module):
                 layers.append(nn.BatchNorm2d(out_channels))
             layers.append(nn.ReLU(inplace=True))
             channels = out_channels
-            end_of_stage = (i + 1) % layers_per_stage == 0 and i + 1 < n_conv
+            end_of_stage = (i + 1) % layers_per_stage == 0
             if end_of_stage and size >= 4:
                 # Pool and widen only while there is resolution left to trade for channels.
                 layers.append(nn.MaxPool2d(2))
@@ -67,8 +67,8 @@ class CNN(nn.Module):
                 out_channels = min(out_channels * 2, max_width)
         self.features = nn.Sequential(*layers)
         if head == "fc":
-            self.pool = nn.AdaptiveMaxPool2d(1) if size > 4 else nn.Identity()
-            flat = channels * (1 if size > 4 else size * size)
+            self.pool = nn.Identity()
+            flat = channels * size * size
             self.classifier = nn.Sequential(
                 nn.Flatten(),
                 nn.Linear(flat, fc_width),

