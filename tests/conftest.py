@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from reslab.config.compose import compose_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -22,17 +21,8 @@ torch.set_num_threads(1)
 
 
 def compose_config(*overrides: str, run_dir: Path | None = None) -> DictConfig:
-    """Compose configs/train.yaml as train.py would, with Hydra's runtime set so ${hydra:...} resolves."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-    if run_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    """Compose configs/train.yaml as train.py would."""
+    return compose_train_config(CONFIG_DIR, list(overrides), run_dir)
 
 
 @pytest.fixture

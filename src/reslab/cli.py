@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,10 +56,28 @@ def _has_key(cfg, dotted: str) -> tuple[bool, list[str], str]:
     return True, [], prefix
 
 
+def check_writable(argv: list[str]) -> None:
+    """Fail before Hydra does (with a traceback) when the run or sweep folder cannot be created."""
+    targets = [
+        a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+    ]
+    for target in targets or ["outputs"]:
+        path = Path(target).expanduser().absolute()
+        ancestor = path
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            fail(
+                f"cannot create the output folder {path}: {ancestor} is not a writable folder; "
+                "run from a writable directory or pass hydra.run.dir=<writable path>"
+            )
+
+
 def preflight(argv: list[str], config_dir: Path) -> None:
     """Refuse unknown group options and unknown keys with one line and a suggestion."""
-    if any(a in INFO_FLAGS for a in argv):
+    if any(a in INFO_FLAGS for a in argv) or "--cfg" in argv or "-c" in argv:
         return
+    check_writable(argv)
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -107,22 +126,57 @@ def preflight(argv: list[str], config_dir: Path) -> None:
             )
 
 
+def resume_overrides(argv: list[str]) -> list[str]:
+    """``resume=<run>`` continues in the run's own folder unless hydra.run.dir is given."""
+    if any(a.startswith("hydra.run.dir=") for a in argv) or "-m" in argv or "--multirun" in argv:
+        return []
+    for arg in argv:
+        if arg.startswith("resume=") and arg != "resume=null":
+            from reslab.training.resume import run_dir_of
+
+            return [f"hydra.run.dir={run_dir_of(arg.split('=', 1)[1]).resolve()}"]
+    return []
+
+
 def run_job(cfg) -> float | None:
     """Hydra task: train one config into Hydra's output dir; one-line errors for user mistakes."""
     from hydra.core.hydra_config import HydraConfig
 
     from reslab.run import train
+    from reslab.sweep import record_failure
+    from reslab.tracking.factory import build_loggers, run_info_from_hydra
+    from reslab.training.distributed import detect
+    from reslab.training.trainer import TrainingInterrupted
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"
     try:
-        results = train(cfg, run_dir)
+        # Dashboards get the job's name and, in a multirun, the sweep as their group.
+        loggers = build_loggers(cfg, run_dir, run_info_from_hydra(hydra_cfg, cfg))
+        loggers = loggers if detect().is_main else []  # under torchrun: one dashboard run
+        results = train(cfg, run_dir, extra_loggers=loggers)
+    except TrainingInterrupted as exc:
+        log.error("stopped: %s", exc)
+        if multirun:
+            raise
+        sys.exit(128 + signal.Signals[exc.reason].value)
     except ReslabError as exc:
         log.error("error: %s", exc)
-        if multirun or _debug():
+        if multirun and not _debug():
+            # results.json says failed; the other jobs run on and the sweep summary reports it.
+            record_failure(run_dir, exc)
+            return None
+        if _debug():
             raise
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    except Exception as exc:
+        if not multirun or _debug():
+            raise
+        # A bug or out-of-memory in one job must not cost the sweep the other jobs' results.
+        log.exception("job failed: %s", exc)
+        record_failure(run_dir, exc)
+        return None
     value = results.get(cfg.monitor)
     return float(value) if value is not None else None
 

@@ -21,16 +21,26 @@ from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build, check_model_builds, validate_config
 from reslab.data import load_dataset
 from reslab.data.loader import Augmentation, TensorBatchLoader
-from reslab.errors import ReslabError
-from reslab.figures import confusion_matrix_figure, save_figure
+from reslab.errors import ConfigError, ReslabError, TrainingError
+from reslab.figures import (
+    confusion_matrix_figure,
+    sample_indices,
+    sample_predictions_figure,
+    save_figure,
+)
 from reslab.models import count_params
 from reslab.seeding import seed_everything
 from reslab.tracking import LoggerGroup, MetricsCSV, write_json
+from reslab.training import distributed
+from reslab.training.distributed import SINGLE, DistEnv
 from reslab.training.early_stopping import EarlyStopping, monitor_mode
+from reslab.training.fastpath import use_channels_last
+from reslab.training.interrupts import GracefulStop
 from reslab.training.metrics import format_class_report
 from reslab.training.precision import resolve_device, resolve_precision
+from reslab.training.resume import load_resume_state
 from reslab.training.schedule import build_schedule
-from reslab.training.trainer import Trainer
+from reslab.training.trainer import Trainer, TrainingInterrupted
 
 log = logging.getLogger("reslab")
 
@@ -57,12 +67,31 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_loaders(
-    cfg: DictConfig, data, device: torch.device, seed: int
+    cfg: DictConfig,
+    data,
+    device: torch.device,
+    seed: int,
+    *,
+    dist_env: DistEnv = SINGLE,
+    channels_last: bool = False,
 ) -> tuple[TensorBatchLoader, ...]:
+    """Train/val/test loaders on ``device``; under torchrun each yields this rank's shard."""
     t = cfg.trainer
     aug = cfg.dataset.get("augment") or {}
     augmentation = Augmentation(int(aug.get("crop_padding", 0) or 0), bool(aug.get("hflip", False)))
-    common = {"mean": data.mean, "std": data.std, "device": device}
+    if cfg.dataset.batch_size % dist_env.world_size:
+        raise ConfigError(
+            f"dataset.batch_size={cfg.dataset.batch_size} is the global batch and must split "
+            f"evenly over {dist_env.world_size} processes"
+        )
+    common = {
+        "mean": data.mean,
+        "std": data.std,
+        "device": device,
+        "channels_last": channels_last,
+        "rank": dist_env.rank,
+        "world_size": dist_env.world_size,
+    }
     train = TensorBatchLoader(
         data.train,
         cfg.dataset.batch_size,
@@ -79,12 +108,18 @@ def build_loaders(
     return train, val, test
 
 
-def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    extra_loggers: list | None = None,
+    extra_callbacks: list | None = None,
+) -> dict[str, Any]:
     """Train and test one config into ``run_dir``; returns what results.json holds."""
     run_dir = Path(run_dir)
     started = time.time()
     results: dict[str, Any] = {"status": "running", **describe(cfg)}
     loggers = LoggerGroup()
+    dist_env = SINGLE
     try:
         validate_config(cfg)
         if cfg.dataset.name in DATASET_SHAPES:
@@ -92,6 +127,10 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
             check_model_builds(cfg.model, shape, n_classes)
         seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
         device = resolve_device(str(cfg.trainer.device))
+        # Under torchrun/SLURM tasks: join the process group; rank 0 alone writes and logs.
+        dist_env, device = distributed.setup(device)
+        if not dist_env.is_main:
+            log.setLevel(logging.WARNING)
         precision = resolve_precision(cfg.trainer.precision, device)
 
         data = load_dataset(cfg.dataset)
@@ -114,7 +153,10 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
             log.warning("data: %s", note)
 
         optimizer = build(cfg.optimizer)(model.parameters())
-        train_loader, val_loader, test_loader = build_loaders(cfg, data, device, int(cfg.seed))
+        channels_last = use_channels_last(cfg.trainer.get("channels_last", "auto"), model, device)
+        train_loader, val_loader, test_loader = build_loaders(
+            cfg, data, device, int(cfg.seed), dist_env=dist_env, channels_last=channels_last
+        )
         mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
         schedule = build_schedule(
             cfg.scheduler,
@@ -123,9 +165,12 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
             max_epochs=int(cfg.trainer.max_epochs),
             monitor_mode=mode,
         )
-        loggers.add(MetricsCSV(run_dir / "metrics.csv"))
-        for logger in extra_loggers or []:
-            loggers.add(logger)
+        resume_state = load_resume_state(cfg, run_dir)
+        history = resume_state["history"] if resume_state else []
+        if dist_env.is_main:
+            loggers.add(MetricsCSV(run_dir / "metrics.csv", rows=history))
+            for logger in extra_loggers or []:
+                loggers.add(logger)
         loggers.log_hparams({**describe(cfg), "params": results["params"]})
 
         trainer = Trainer(
@@ -147,10 +192,19 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
             loggers=loggers,
             grad_clip=cfg.trainer.grad_clip,
             overfitting_epochs=int(cfg.trainer.overfitting_epochs),
-            progress=cfg.trainer.progress,
+            progress=cfg.trainer.progress if dist_env.is_main else False,
             checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
+            callbacks=list(extra_callbacks or []),
+            dist=dist_env,
+            channels_last=channels_last,
+            compile=bool(cfg.trainer.get("compile", False)),
+            sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm", False)),
         )
-        fit = trainer.fit(train_loader, val_loader)
+        if resume_state is not None:
+            trainer.load_state_dict(resume_state)
+            results["resumed_from_epoch"] = trainer.epoch
+        with GracefulStop(trainer):
+            fit = trainer.fit(train_loader, val_loader)
         # trainer.fit restored best.pt: the test set sees the best epoch's weights, once.
         tested = trainer.test(test_loader)
 
@@ -166,7 +220,8 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
             overfitting_epoch=fit.overfitting_epoch,
             class_report=tested.class_report,
         )
-        _write_test_outputs(run_dir, tested, data.classes)
+        if dist_env.is_main:
+            _write_test_outputs(run_dir, tested, data, loggers, fit.epochs)
         log.info(
             "test on best epoch %d: test/acc %.4f  test/loss %.4f\n%s",
             fit.best_epoch,
@@ -176,29 +231,48 @@ def train(cfg: DictConfig, run_dir: Path, extra_loggers: list | None = None) -> 
         )
         loggers.log_summary({k: v for k, v in results.items() if k != "class_report"})
         return results
+    except torch.OutOfMemoryError as exc:
+        results["status"] = "failed"
+        message = (
+            f"out of GPU memory at dataset.batch_size={cfg.dataset.batch_size}; lower it "
+            f"(e.g. dataset.batch_size={max(1, int(cfg.dataset.batch_size) // 2)}) or use a smaller model"
+        )
+        results["error"] = f"TrainingError: {message}"
+        raise TrainingError(message) from exc
     except BaseException as exc:
-        results["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
+        results["status"] = "interrupted" if interrupted else "failed"
         results["error"] = f"{exc.__class__.__name__}: {exc}".strip()
-        if not isinstance(exc, ReslabError):
+        if not isinstance(exc, (ReslabError, TrainingInterrupted, KeyboardInterrupt)):
             results["traceback"] = traceback.format_exc()
         raise
     finally:
         results["duration_s"] = round(time.time() - started, 3)
         loggers.finish(results["status"])
-        write_json(run_dir / "results.json", results)
+        if dist_env.is_main:
+            write_json(run_dir / "results.json", results)
+        distributed.teardown(dist_env)
 
 
-def _write_test_outputs(run_dir: Path, tested, classes: list[str]) -> None:
-    """Numbers and figure of the confusion matrix, and per-image test predictions (for McNemar)."""
+def _write_test_outputs(run_dir: Path, tested, data, loggers: LoggerGroup, step: int) -> None:
+    """Confusion matrix (numbers and figure), a grid of sample predictions, and per-image test
+    predictions (for McNemar); the figures also go to the dashboards."""
+    classes = data.classes
     confusion = tested.confusion.to(torch.long)
     lines = ["true\\pred," + ",".join(classes)]
     lines += [
         f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(classes, confusion)
     ]
     (run_dir / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
-    save_figure(
-        confusion_matrix_figure(confusion, classes), run_dir / "figures" / "confusion_matrix.png"
+    figure = confusion_matrix_figure(confusion, classes)
+    loggers.log_figure("test/confusion_matrix", figure, step)
+    save_figure(figure, run_dir / "figures" / "confusion_matrix.png")
+    shown = sample_indices(tested.labels, tested.predictions)
+    figure = sample_predictions_figure(
+        data.test.images[shown], tested.labels[shown], tested.predictions[shown], classes
     )
+    loggers.log_figure("test/sample_predictions", figure, step)
+    save_figure(figure, run_dir / "figures" / "sample_predictions.png")
     np.savez_compressed(
         run_dir / "test_predictions.npz",
         labels=tested.labels.numpy(),

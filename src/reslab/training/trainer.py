@@ -22,7 +22,15 @@ from reslab.errors import TrainingError
 from reslab.tracking.base import LoggerGroup
 from reslab.training.callbacks import Callback
 from reslab.training.checkpoint import load_checkpoint, save_checkpoint
+from reslab.training.distributed import (
+    SINGLE,
+    DistEnv,
+    all_reduce_sum,
+    broadcast_module,
+    gather_strided,
+)
 from reslab.training.early_stopping import EarlyStopping
+from reslab.training.fastpath import step_models
 from reslab.training.metrics import class_report, per_class_metrics, summary_metrics
 from reslab.training.overfitting import OverfittingDetector
 from reslab.training.precision import Precision
@@ -33,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitResult:
-    status: str  # completed | stopped_early | interrupted
+    status: str  # completed | stopped_early
     epochs: int
     best_epoch: int
     best_value: float
@@ -52,6 +60,14 @@ class TestResult:
 
 class NonFiniteLossError(TrainingError):
     pass
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal asked training to stop and last.pt has been saved."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason} received; last.pt saved, resume with resume=<run folder>")
+        self.reason = reason
 
 
 class Trainer:
@@ -74,8 +90,20 @@ class Trainer:
         progress: bool | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
         callbacks: list[Callback] | None = None,
+        dist: DistEnv | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        sync_batchnorm: bool = False,
     ) -> None:
         self.model = model.to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.dist = dist or SINGLE
+        # self.model stays the plain module (checkpoints, callbacks); the steps call these,
+        # which may be compiled and, under torchrun, wrapped in DistributedDataParallel.
+        self._train_model, self._eval_model = step_models(
+            self.model, self.dist, device, compile=compile, sync_batchnorm=sync_batchnorm
+        )
         self.optimizer = optimizer
         self.schedule = schedule
         self.device = device
@@ -97,23 +125,26 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
-        self.stop_requested: str | None = (
-            None  # set by a signal handler; honoured at a step boundary
-        )
+        # Set by a signal handler; honoured at the next step boundary.
+        self.stop_requested: str | None = None
+        self.train_loader: Any = None
+        self._epoch_progress: dict | None = None  # partial sums of an epoch resumed mid-way
+        self._loader_state: dict | None = None
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_loader: Any, val_loader: Any) -> FitResult:
         monitor = self.early_stopping.monitor
         status = "completed"
+        self.train_loader = train_loader
+        if self._loader_state is not None:
+            train_loader.load_state_dict(self._loader_state)
+            self._loader_state = None
         for callback in self.callbacks:
             callback.on_fit_start(self)
         while self.epoch < self.max_epochs:
             epoch = self.epoch + 1
             started = time.perf_counter()
             train_stats = self._train_epoch(train_loader, epoch)
-            if self.stop_requested:
-                status = "interrupted"
-                break
             val = self.evaluate(val_loader, "val")
             elapsed = time.perf_counter() - started
             samples = train_stats.pop("_samples")
@@ -145,6 +176,8 @@ class Trainer:
                 )
             self._save("last.pt")
             log.info(self._summary_line(row))
+            if self.stop_requested:
+                raise TrainingInterrupted(self.stop_requested)
             if self.early_stopping.should_stop:
                 status = "stopped_early"
                 log.info(
@@ -170,9 +203,10 @@ class Trainer:
 
     def _train_epoch(self, loader: Any, epoch: int) -> dict[str, float]:
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        progress, self._epoch_progress = self._epoch_progress or {}, None
+        loss_sum = torch.tensor(progress.get("loss_sum", 0.0), device=self.device)
+        correct = torch.tensor(progress.get("correct", 0), device=self.device, dtype=torch.long)
+        seen = progress.get("seen", 0)
         guard = _FiniteGuard(self.device)
         bar = tqdm(
             loader,
@@ -183,7 +217,7 @@ class Trainer:
         )
         for step, (x, y) in enumerate(bar):
             with self.precision.autocast():
-                logits = self.model(x)
+                logits = self._train_model(x)
                 loss = self.loss_fn(logits, y)
             guard.check(loss, self.global_step, self.schedule.lr)
             self.optimizer.zero_grad(set_to_none=True)
@@ -204,8 +238,17 @@ class Trainer:
             if not bar.disable and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{correct.item() / seen:.3f}")
             if self.stop_requested:
-                break
+                guard.flush(self.global_step, self.schedule.lr)
+                self._epoch_progress = {
+                    "loss_sum": loss_sum.item(),
+                    "correct": int(correct.item()),
+                    "seen": seen,
+                }
+                self._save("last.pt")
+                raise TrainingInterrupted(self.stop_requested)
         guard.flush(self.global_step, self.schedule.lr)
+        if self.dist.enabled:  # one all-reduce per epoch: the whole batch's numbers
+            loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
         seen = max(seen, 1)
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
@@ -241,7 +284,7 @@ class Trainer:
         labels, preds = [], []
         for x, y in loader:
             with self.precision.autocast():
-                logits = self.model(x)
+                logits = self._eval_model(x)
             logits = logits.float()
             loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
             metrics.update(logits, y)
@@ -252,10 +295,24 @@ class Trainer:
                 preds.append(logits.argmax(1))
         values = {f"{split}/{k}": float(v) for k, v in metrics.compute().items()}
         self.model.train(was_training)
+        if self.dist.enabled:  # torchmetrics synchronised itself in compute()
+            loss_sum, _, seen = self._reduce(loss_sum, loss_sum, seen)
         result = {f"{split}/loss": loss_sum.item() / max(seen, 1), **values}
         if per_class is None:
             return result, None, None
-        return result, torch.cat(labels).cpu(), torch.cat(preds).cpu()
+        # Each rank saw a strided shard of the split; put the predictions back in split order.
+        world = self.dist.world_size
+        return (
+            result,
+            gather_strided(torch.cat(labels), world),
+            gather_strided(torch.cat(preds), world),
+        )
+
+    def _reduce(self, total: torch.Tensor, count: torch.Tensor, seen: int) -> tuple[Any, Any, int]:
+        """Sums over all ranks of a loss sum, a count and a number of samples."""
+        n = torch.tensor(float(seen), device=total.device)
+        summed = all_reduce_sum(torch.stack([total.double(), count.double(), n.double()]))
+        return summed[0], summed[1], int(summed[2].item())
 
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -269,16 +326,40 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": self.history,
+            "rng": _rng_state(),
+            "train_loader": self.train_loader.state_dict()
+            if self.train_loader is not None
+            else None,
+            "epoch_progress": self._epoch_progress,
             **self.checkpoint_extra,
         }
 
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where a checkpoint left off: weights, optimiser, schedule, RNG, data order."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        self.overfitting.load_state_dict(state["overfitting"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = [dict(row) for row in state["history"] if row["epoch"] <= self.epoch]
+        self._epoch_progress = state.get("epoch_progress")
+        self._loader_state = state.get("train_loader")
+        _set_rng_state(state["rng"])
+
     def _save(self, name: str) -> None:
+        if not self.dist.is_main:  # rank 0 writes for everyone; the weights are the same
+            return
         save_checkpoint(self.checkpoint_dir / name, self.state_dict())
 
     def restore(self, name: str) -> None:
         """Load model weights from a checkpoint of this run (e.g. the best epoch's)."""
-        state = load_checkpoint(self.checkpoint_dir / name, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        if self.dist.is_main:
+            state = load_checkpoint(self.checkpoint_dir / name, map_location=self.device)
+            self.model.load_state_dict(state["model"])
+        broadcast_module(self.model)  # only rank 0 wrote the checkpoint
 
     def _summary_line(self, row: dict) -> str:
         parts = [f"epoch {self.epoch}/{self.max_epochs}"]
@@ -287,6 +368,19 @@ class Trainer:
         parts.append(f"lr {row['lr']:.3g}")
         parts.append(f"{row['epoch_time_s']:.1f}s")
         return "  ".join(parts)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class _FiniteGuard:

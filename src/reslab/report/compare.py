@@ -1,0 +1,203 @@
+"""`reslab-compare SWEEP [SWEEP ...]`: the table, figures and significance tests of a depth study.
+
+Reads every job's results.json and metrics.csv, prints a markdown table and writes
+report.md, summary.csv (one line per model/depth, mean and std over seeds), runs.csv (one
+line per job), curves.png and depth.png into the first sweep folder (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from reslab.figures import save_figure
+from reslab.report.figures import curves_figure, depth_figure
+from reslab.report.load import ReportError, Run, load_run, load_runs, run_config, sweep_command
+from reslab.report.significance import McNemar, compare_runs, twin_pairs
+from reslab.report.table import group_rows, markdown_table, write_runs_csv, write_summary_csv
+
+# Config values that describe a sweep's data and budget, shown above the table.
+SETUP = [
+    ("dataset", "dataset.name"),
+    ("width", "width"),
+    ("optimizer", "optimizer._target_"),
+    ("lr", "optimizer.lr"),
+    ("weight decay", "optimizer.weight_decay"),
+    ("batch size", "dataset.batch_size"),
+    ("scheduler", "scheduler._target_"),
+    ("max epochs", "trainer.max_epochs"),
+    ("early stopping patience", "trainer.early_stopping.patience"),
+    ("monitor", "monitor"),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="reslab-compare",
+        description="Compare the jobs of one or more sweeps: table, figures, McNemar's test.",
+    )
+    parser.add_argument(
+        "sweeps", nargs="+", type=Path, help="sweep folders (outputs/multirun/<date>/<time>)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the report (default: the first sweep folder)",
+    )
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("RUN_A", "RUN_B"),
+        help="McNemar's test for two runs: job folder names, job numbers or paths (repeatable)",
+    )
+    parser.add_argument("--title", default=None, help="report heading")
+    return parser.parse_args(argv)
+
+
+def find_run(spec: str, runs: list[Run]) -> Run:
+    """A run named by path, by job folder name or by job number (``3`` for ``3_depth=...``)."""
+    path = Path(spec)
+    if (path / "results.json").is_file():
+        return next((r for r in runs if r.folder.resolve() == path.resolve()), None) or load_run(
+            path
+        )
+    matches = [r for r in runs if r.name == spec] or [
+        r for r in runs if r.name.split("_", 1)[0] == spec
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(r.name for r in runs[:6]) + (", ..." if len(runs) > 6 else "")
+    what = "matches several runs" if matches else "is no run of these sweeps"
+    raise ReportError(f"--pair {spec} {what}; give a job folder name or path, e.g. one of: {names}")
+
+
+def setup_lines(runs: list[Run]) -> list[str]:
+    ok = [r for r in runs if r.ok] or runs
+    lines = []
+    sources = sorted({str(r.results.get("data_source") or r.results.get("dataset")) for r in ok})
+    lines.append(f"- data: {', '.join(sources)}")
+    for label, key in SETUP[1:]:
+        values = sorted({str(v) for r in ok if (v := run_config(r.folder, key)) is not None})
+        if values:
+            values = [v.rsplit(".", 1)[-1] if key.endswith("_target_") else v for v in values]
+            lines.append(f"- {label}: {', '.join(values)}")
+    total = sum(float(r.results.get("duration_s") or 0) for r in runs)
+    failed = sum(not r.ok for r in runs)
+    lines.append(f"- jobs: {len(runs)} ({failed} failed), {total / 60:.1f} min of training in all")
+    return lines
+
+
+def mcnemar_table(pairs: list[tuple[Run, Run, McNemar]]) -> str:
+    lines = [
+        "| A | B | depth A / B | test acc A (%) | test acc B (%) | only A right | only B right | χ² | p (exact) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a, b, m in pairs:
+        lines.append(
+            f"| {a.variant} (seed {a.seed}) | {b.variant} (seed {b.seed}) | {a.depth} / {b.depth} | "
+            f"{100 * m.acc_a:.2f} | {100 * m.acc_b:.2f} | {m.only_a} | {m.only_b} | "
+            f"{m.statistic:.2f} | {_p(m.p_value)} |"
+        )
+    return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def build_report(
+    sweeps: list[Path],
+    runs: list[Run],
+    out: Path,
+    pairs: list[tuple[str, str]],
+    title: str | None,
+    command: str,
+) -> str:
+    """report.md's text; writes the figures into ``out`` on the way."""
+    rows = group_rows(runs)
+    parts = [f"# {title or 'Depth study: ' + ', '.join(p.name for p in sweeps)}", ""]
+    commands = [c for s in sweeps if (c := sweep_command(s))]
+    if commands:
+        parts += ["Made by:", "", "```bash", *commands, "```", ""]
+    parts += [
+        f"Report: `{command}`",
+        "",
+        *setup_lines(runs),
+        "",
+        "## Results",
+        "",
+        markdown_table(rows),
+        "",
+        "Accuracies in %; mean ± sample std over seeds where seeds were swept. *final train loss*: "
+        "the last epoch's mean training loss; *best val acc*: the highest validation accuracy of "
+        "any epoch; *test acc*: the checkpoint of the best epoch (by the monitored metric) on the "
+        "test set.",
+        "",
+    ]
+    if any(r.history for r in runs):
+        save_figure(curves_figure(runs), out / "curves.png")
+        save_figure(depth_figure(rows), out / "depth.png")
+        parts += [
+            "![training loss and validation accuracy per epoch, plain left, residual right](curves.png)",
+            "",
+            "![final training loss and test accuracy against depth](depth.png)",
+            "",
+        ]
+    tests = [(a, b, compare_runs(a, b)) for a, b in twin_pairs(runs)]
+    if tests:
+        parts += [
+            "## Plain vs residual twin: McNemar's test",
+            "",
+            "Each plain run against its residual twin (same depth, seed and setting) on the same "
+            "test images. *only A right* / *only B right* count the images one model gets right and "
+            "the other wrong; *p* is the exact two-sided binomial p-value. p < 0.05: the accuracy "
+            "difference is unlikely to be chance.",
+            "",
+            mcnemar_table(tests),
+            "",
+        ]
+    chosen = [
+        (a, b, compare_runs(a, b))
+        for a, b in ((find_run(x, runs), find_run(y, runs)) for x, y in pairs)
+    ]
+    if chosen:
+        parts += ["## Chosen pairs: McNemar's test", "", mcnemar_table(chosen), ""]
+        parts += [f"- A = `{a.name}`, B = `{b.name}`" for a, b, _ in chosen] + [""]
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        parts += ["## Failed jobs", ""]
+        parts += [
+            f"- `{r.name}`: {r.results.get('status')}: {r.results.get('error')}" for r in failed
+        ]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = " ".join(["python scripts/compare.py", *(shlex.quote(a) for a in argv)])
+    try:
+        runs = load_runs(args.sweeps)
+        out = args.out or args.sweeps[0]
+        out.mkdir(parents=True, exist_ok=True)
+        report = build_report(args.sweeps, runs, out, args.pair, args.title, command)
+        rows = group_rows(runs)
+        write_summary_csv(rows, out / "summary.csv")
+        write_runs_csv(runs, out / "runs.csv")
+        (out / "report.md").write_text(report)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown_table(rows))
+    print(f"\nreport: {out / 'report.md'} (summary.csv, runs.csv and figures beside it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The report's figures: curves per depth, plain beside residual (He et al. Fig. 6), and metrics vs depth."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
+
+from reslab.report.load import Run  # noqa: E402
+from reslab.report.table import Row  # noqa: E402
+
+CURVES = [("train/loss", "training loss", True), ("val/acc", "validation accuracy", False)]
+
+
+def _variants(runs: list[Run]) -> list[str]:
+    """Plain variants first, so the plain net sits left of its residual twin."""
+    seen: dict[str, bool] = {}
+    for run in runs:
+        seen.setdefault(run.variant, bool(run.results.get("residual")))
+    return sorted(seen, key=lambda v: (seen[v], v))
+
+
+def curves_figure(runs: list[Run]) -> Figure:
+    """Training loss (log scale) and validation accuracy per epoch; one colour per depth, one line per run."""
+    runs = [r for r in runs if r.history]
+    variants = _variants(runs)
+    depths = sorted({r.depth for r in runs if r.depth is not None})
+    cmap = plt.get_cmap("viridis")
+    colour = {d: cmap(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(
+        len(CURVES),
+        max(1, len(variants)),
+        figsize=(4.6 * max(1, len(variants)), 3.4 * len(CURVES)),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
+    for col, variant in enumerate(variants):
+        mine = sorted((r for r in runs if r.variant == variant), key=lambda r: r.depth or 0)
+        for row, (key, label, log_scale) in enumerate(CURVES):
+            ax = axes[row][col]
+            labelled: set = set()
+            for run in mine:
+                points = [
+                    (h["epoch"], h[key]) for h in run.history if isinstance(h.get(key), float)
+                ]
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=colour.get(run.depth, "grey"),
+                    lw=1.6,
+                    alpha=0.9,
+                    label=None if run.depth in labelled else f"depth {run.depth}",
+                )
+                labelled.add(run.depth)
+            if log_scale:
+                ax.set_yscale("log")
+            if row == 0:
+                ax.set_title(variant)
+            if col == 0:
+                ax.set_ylabel(label)
+            if row == len(CURVES) - 1:
+                ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3, which="both")
+    if variants:
+        axes[0][-1].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def depth_figure(rows: list[Row]) -> Figure:
+    """Final training loss and test accuracy against depth, mean ± std over seeds, a line per variant."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        lines.setdefault((row.variant, row.setting), []).append(row)
+    settings = {s for _, s in lines}
+    depths = sorted({r.depth for r in rows if r.depth is not None})
+    for (variant, setting), group in sorted(
+        lines.items(), key=lambda kv: (kv[1][0].residual, kv[0])
+    ):
+        group = sorted(
+            (r for r in group if r.ok_runs and r.depth is not None), key=lambda r: r.depth
+        )
+        if not group:
+            continue
+        label = variant if len(settings) == 1 else f"{variant} {setting}".strip()
+        style = "-" if group[0].residual else "--"
+        for ax, column, scale in ((loss_ax, "final_train_loss", 1.0), (acc_ax, "test_acc", 100.0)):
+            stats = [r.mean_std(column) for r in group]
+            ax.errorbar(
+                [r.depth for r in group],
+                [scale * m for m, _ in stats],
+                yerr=[scale * (s or 0.0) for _, s in stats],
+                fmt="o" + style,
+                capsize=3,
+                label=label,
+            )
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("final training loss")
+    acc_ax.set_ylabel("test accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("depth (weight layers)")
+        if depths and min(depths) > 0:
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_locator(FixedLocator(depths))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

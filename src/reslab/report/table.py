@@ -1,0 +1,157 @@
+"""The comparison table: one row per model variant, depth and setting, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reslab.report.load import Run
+
+# (column, header, value of one run); numbers are averaged over the seeds of a row.
+METRICS: list[tuple[str, str, Callable[[Run], float | None]]] = [
+    ("epochs", "epochs", lambda r: r.results.get("epochs")),
+    ("best_epoch", "best epoch", lambda r: r.results.get("best_epoch")),
+    ("final_train_loss", "final train loss", lambda r: r.results.get("final_train_loss")),
+    ("best_val_acc", "best val acc", lambda r: best_val_acc(r)),
+    ("test_acc", "test acc", lambda r: r.results.get("test/acc")),
+]
+
+
+def best_val_acc(run: Run) -> float | None:
+    """The highest val/acc of any epoch (metrics.csv); results.json's value when there is no history."""
+    values = [row["val/acc"] for row in run.history if isinstance(row.get("val/acc"), float)]
+    return max(values) if values else run.results.get("val/acc")
+
+
+@dataclass
+class Row:
+    """Runs that differ only in their seed."""
+
+    variant: str
+    residual: bool
+    depth: int | None
+    setting: str
+    runs: list[Run]
+
+    @property
+    def ok_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def params(self) -> int | None:
+        counts = [r.results.get("params") for r in self.runs if r.results.get("params")]
+        return counts[0] if counts else None
+
+    def values(self, column: str) -> list[float]:
+        get = next(f for c, _, f in METRICS if c == column)
+        return [float(v) for r in self.ok_runs if (v := get(r)) is not None]
+
+    def mean_std(self, column: str) -> tuple[float | None, float | None]:
+        values = self.values(column)
+        if not values:
+            return None, None
+        std = statistics.stdev(values) if len(values) > 1 else None
+        return statistics.fmean(values), std
+
+
+def group_rows(runs: list[Run]) -> list[Row]:
+    """Rows sorted by setting, plain before residual, then variant and depth."""
+    groups: dict[tuple, Row] = {}
+    for run in runs:
+        key = (run.variant, run.depth, run.setting)
+        if key not in groups:
+            groups[key] = Row(
+                run.variant, bool(run.results.get("residual")), run.depth, run.setting, []
+            )
+        groups[key].runs.append(run)
+    return sorted(groups.values(), key=lambda r: (r.setting, r.residual, r.variant, r.depth or 0))
+
+
+def _fmt(mean: float | None, std: float | None, column: str) -> str:
+    if mean is None:
+        return "–"
+    if column in ("epochs", "best_epoch"):
+        text = f"{mean:.1f}" if std is not None else f"{mean:.0f}"
+        return text + (f" ± {std:.1f}" if std is not None else "")
+    if column.endswith("acc"):
+        return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    return f"{mean:.4g}" + (f" ± {std:.2g}" if std is not None else "")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The table users read: accuracies in percent, mean ± std (sample std) when seeds were swept."""
+    show_setting = len({r.setting for r in rows}) > 1
+    header = ["model", "shortcuts", "depth", "params", "seeds"]
+    header += [h + (" (%)" if c.endswith("acc") else "") for c, h, _ in METRICS]
+    if show_setting:
+        header.insert(0, "setting")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row.variant,
+            "residual" if row.residual else "plain",
+            str(row.depth),
+            f"{row.params:,}" if row.params else "–",
+            _seeds_cell(row),
+        ]
+        cells += [_fmt(*row.mean_std(c), c) for c, _, _ in METRICS]
+        if show_setting:
+            cells.insert(0, row.setting or "(base)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _seeds_cell(row: Row) -> str:
+    failed = len(row.runs) - len(row.ok_runs)
+    return str(len(row.ok_runs)) + (f" ({failed} failed)" if failed else "")
+
+
+def write_summary_csv(rows: list[Row], path: Path) -> None:
+    """One line per row with mean and std columns, for spreadsheets and further plots."""
+    fields = ["setting", "model", "residual", "depth", "params", "seeds", "failed"]
+    for column, _, _ in METRICS:
+        fields += [f"{column}_mean", f"{column}_std"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            line: dict[str, Any] = {
+                "setting": row.setting,
+                "model": row.variant,
+                "residual": row.residual,
+                "depth": row.depth,
+                "params": row.params,
+                "seeds": len(row.ok_runs),
+                "failed": len(row.runs) - len(row.ok_runs),
+            }
+            for column, _, _ in METRICS:
+                line[f"{column}_mean"], line[f"{column}_std"] = row.mean_std(column)
+            writer.writerow(line)
+
+
+def write_runs_csv(runs: list[Run], path: Path) -> None:
+    """One line per job, failed ones included, with the numbers straight from its results.json."""
+    fields = ["job", "status", "model", "residual", "depth", "seed", "params", "setting"]
+    fields += [c for c, _, _ in METRICS] + ["duration_s", "error"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for run in runs:
+            line = {
+                "job": run.name,
+                "status": run.results.get("status"),
+                "model": run.variant,
+                "residual": bool(run.results.get("residual")),
+                "depth": run.depth,
+                "seed": run.seed,
+                "params": run.results.get("params"),
+                "setting": run.setting,
+                "duration_s": run.results.get("duration_s"),
+                "error": run.results.get("error"),
+            }
+            line.update({c: get(run) for c, _, get in METRICS})
+            writer.writerow(line)
