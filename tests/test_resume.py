@@ -129,3 +129,56 @@ def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
     assert [row["epoch"] for row in MetricsCSV.read(run_dir / "metrics.csv")] == list(
         range(1, budget + 1)
     )
+
+
+def test_preempted_submitit_job_requeues_and_resumes_by_itself(tmp_path):
+    """submitit's preemption signal (USR2): last.pt is saved, submitit requeues the job, and
+    the restarted job continues from its own folder instead of starting over."""
+    sweep = tmp_path / "sweep"
+    epochs = 30
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hydra/launcher=submitit_local",
+        f"hydra.sweep.dir={sweep}",
+        f"trainer.max_epochs={epochs}",
+        "trainer.early_stopping.patience=0",
+        "trainer.progress=false",
+        "dataset.batch_size=16",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        "logger=none",
+        "trainer.limit_train_batches=40",
+        "seed=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    sweep_proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        metrics = None
+        while time.time() < deadline and sweep_proc.poll() is None:
+            found = list(sweep.glob("*/metrics.csv"))
+            if found and len(found[0].read_text().splitlines()) >= 3:  # header + 2 epochs
+                metrics = found[0]
+                break
+            time.sleep(0.05)
+        assert metrics is not None, "the job never reached its second epoch"
+        tasks = subprocess.run(
+            ["pgrep", "-f", f"submitit.core._submit {sweep}"], capture_output=True, text=True
+        ).stdout.split()
+        assert len(tasks) == 1, tasks
+        os.kill(int(tasks[0]), signal.SIGUSR2)
+        stderr = sweep_proc.communicate(timeout=300)[1]
+    finally:
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+    assert sweep_proc.returncode == 0, stderr[-3000:]
+
+    run_dir = metrics.parent
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed", results.get("error")
+    assert 2 <= results["resumed_from_epoch"] < epochs
+    assert [row["epoch"] for row in MetricsCSV.read(metrics)] == list(range(1, epochs + 1))
+    log = (run_dir / "train.log").read_text()
+    assert "SIGUSR2 received" in log and "resuming from" in log

@@ -120,6 +120,7 @@ def train(
     results: dict[str, Any] = {"status": "running", **describe(cfg)}
     loggers = LoggerGroup()
     dist_env = SINGLE
+    stop: GracefulStop | None = None
     try:
         validate_config(cfg)
         if cfg.dataset.name in DATASET_SHAPES:
@@ -203,7 +204,10 @@ def train(
         if resume_state is not None:
             trainer.load_state_dict(resume_state)
             results["resumed_from_epoch"] = trainer.epoch
-        with GracefulStop(trainer):
+        if dist_env.is_main:  # a job killed outright leaves "running": restarted, it resumes
+            write_json(run_dir / "results.json", results)
+        stop = GracefulStop(trainer)
+        with stop:
             fit = trainer.fit(train_loader, val_loader)
         # trainer.fit restored best.pt: the test set sees the best epoch's weights, once.
         tested = trainer.test(test_loader)
@@ -252,6 +256,8 @@ def train(
         if dist_env.is_main:
             write_json(run_dir / "results.json", results)
         distributed.teardown(dist_env)
+        if stop is not None:
+            stop.hand_over()  # submitit requeues now that last.pt and results.json are on disk
 
 
 def _write_test_outputs(run_dir: Path, tested, data, loggers: LoggerGroup, step: int) -> None:

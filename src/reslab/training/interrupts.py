@@ -1,8 +1,9 @@
-"""Turn SIGINT/SIGTERM/SIGUSR1 into a clean stop at the next step boundary.
+"""Turn SIGINT/SIGTERM/SIGUSR1/SIGUSR2 into a clean stop at the next step boundary.
 
 The first signal asks the trainer to save ``last.pt`` and stop; a second SIGINT quits at
-once. SIGUSR1 is what SLURM sends before a time limit: a handler that was installed before
-ours (submitit's requeue) is called after the checkpoint is safely on disk.
+once. SIGUSR1/SIGUSR2 are what SLURM sends before a time limit or preemption (submitit asks
+for USR2): a handler that was installed before ours (submitit's checkpoint-and-requeue) is
+handed the signal by ``hand_over`` once ``last.pt`` and results.json are safely on disk.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name)
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
 )
+# Signals a cluster scheduler sends; whoever listened before us (submitit) hears them after us.
+CLUSTER_SIGNALS = tuple(getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 
 
 class GracefulStop:
@@ -50,9 +55,13 @@ class GracefulStop:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+    def hand_over(self) -> None:
+        """Pass a cluster signal on to the handler that was there before ours (submitit
+        requeues the job, which then resumes from its own folder). Call it last: it may exit."""
         previous = self.previous.get(self.received) if self.received is not None else None
-        if self.received == getattr(signal, "SIGUSR1", None) and callable(previous):
-            previous(self.received, None)  # e.g. submitit requeues the job now that last.pt exists
+        if self.received in CLUSTER_SIGNALS and callable(previous):
+            previous(self.received, None)
 
     @property
     def exit_code(self) -> int:
