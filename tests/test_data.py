@@ -39,10 +39,10 @@ def test_cifar10_missing_says_where_to_put_files(tmp_path):
         load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
 
 
-def test_cifar10_corrupt_batch_names_the_folder(tmp_path):
+def test_cifar10_corrupt_batch_names_the_file(tmp_path):
     write_cifar10(tmp_path, per_batch=10)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02garbage")
-    with pytest.raises(DataError, match="corrupt"):
+    with pytest.raises(DataError, match=r"data_batch_3 is corrupt or truncated.*download=true"):
         load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
 
 
@@ -66,7 +66,7 @@ def test_mnist_truncated_file_is_reported(tmp_path):
         write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match="corrupt or truncated"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte is corrupt or truncated"):
         load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
 
 

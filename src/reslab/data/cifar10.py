@@ -34,6 +34,22 @@ class CIFAR10Batches(datasets.CIFAR10):
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
+def first_bad_batch(folder: Path) -> Path | None:
+    """The first CIFAR-10 batch file in ``folder`` that does not unpickle to images and labels."""
+    names = [name for name, _ in CIFAR10Batches.train_list + CIFAR10Batches.test_list]
+    for name in names:
+        try:
+            with open(folder / name, "rb") as infile:
+                entry = pickle.load(infile, encoding="latin1")
+            if "data" not in entry or not ("labels" in entry or "fine_labels" in entry):
+                return folder / name
+        except FileNotFoundError:
+            continue
+        except Exception:  # any unpickling failure marks the file as the culprit
+            return folder / name
+    return None
+
+
 def _to_image_set(ds: datasets.CIFAR10) -> ImageSet:
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return ImageSet(images, torch.as_tensor(ds.targets, dtype=torch.long))
@@ -54,9 +70,10 @@ def load_cifar10(root: Path, download: bool) -> tuple[ImageSet, ImageSet, list[s
             ) from exc
         raise
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
+        bad = first_bad_batch(folder) or folder
         raise DataError(
-            f"a CIFAR-10 batch in {folder} is corrupt or truncated ({exc.__class__.__name__}); "
-            f"delete {folder} and run again to fetch it"
+            f"{bad} is corrupt or truncated ({exc.__class__.__name__}); delete {folder} and run "
+            "again with dataset.download=true to fetch CIFAR-10 again"
         ) from exc
     except OSError as exc:
         raise DataError(

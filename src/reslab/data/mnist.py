@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -51,11 +52,34 @@ def _load_torchvision(
         if not present and isinstance(exc, RuntimeError):
             raise
         raw = root / cls.__name__ / "raw"
+        bad = first_bad_idx_file(raw) or raw
         raise DataError(
-            f"{cls.__name__} files under {raw} are corrupt or truncated ({exc.__class__.__name__}); "
-            f"delete {raw} and run again to fetch them"
+            f"{bad} is corrupt or truncated ({exc.__class__.__name__}); delete {raw} and run "
+            "again with dataset.download=true to fetch the files again"
         ) from exc
     return _to_image_set(train), _to_image_set(test)
+
+
+def first_bad_idx_file(raw: Path) -> Path | None:
+    """The first IDX file in ``raw`` whose size disagrees with the shape in its own header."""
+    for name in RAW_FILES:
+        path = raw / name
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            header = f.read(4)
+            ndim = header[3] if len(header) == 4 else 0
+            dims = f.read(4 * ndim)
+        if len(header) < 4 or header[:3] != b"\x00\x00\x08" or len(dims) < 4 * ndim:
+            return path
+        expected = (
+            4
+            + 4 * ndim
+            + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+        )
+        if path.stat().st_size != expected:
+            return path
+    return None
 
 
 def _raw_present(cls: type[datasets.MNIST], root: Path) -> bool:
