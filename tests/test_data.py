@@ -139,3 +139,15 @@ def test_root_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("RESLAB_DATA", str(tmp_path))
     assert compose_config().dataset.root == str(tmp_path)
     assert Path(compose_config("dataset.root=elsewhere").dataset.root) == Path("elsewhere")
+
+
+def test_download_script_checks_present_files_and_reports_bad_ones(cli, tmp_path):
+    write_cifar10(tmp_path, per_batch=4)
+    ok = cli("cifar10", "--root", str(tmp_path), script="scripts/download_data.py")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("cifar10: CIFAR-10 in")
+
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x02cut")
+    bad = cli("cifar10", "--root", str(tmp_path), script="scripts/download_data.py")
+    assert bad.returncode == 1
+    assert "test_batch is corrupt or truncated" in bad.stderr
