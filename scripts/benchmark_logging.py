@@ -8,6 +8,10 @@ getting slower or faster during the run affects both alike. An epoch's wall time
 between two consecutive per-epoch logging calls, so it includes the loggers' own work; the
 trainer's `epoch_time_s` stops before logging and would hide it. Start-up and finish (W&B's
 init and sync-to-disk) are one-off costs, reported apart. metrics.csv is written in both.
+The time spent inside each dashboard logger's per-epoch call is also measured directly: free
+of run-to-run noise, but blind to work W&B hands to its background process, which the
+epoch-time comparison does see; the CPU time those background processes use during the
+epochs is measured as well (Linux).
 """
 
 from __future__ import annotations
@@ -42,10 +46,65 @@ def compose(overrides: list[str], run_dir: Path):
     return compose_train_config(CONFIG_DIR, overrides, run_dir)
 
 
+def child_cpu_seconds() -> float | None:
+    """CPU time used so far by this process's descendants (W&B's service and system monitor
+    do their work there, out of sight of the per-call timing); None without Linux's /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while being read
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    family, total = {os.getpid()}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                total += cpu[pid]
+                changed = True
+    return total
+
+
 def run_once(overrides: list[str], run_dir: Path, loggers_on: bool) -> dict[str, Any]:
     from reslab.run import train
     from reslab.tracking.base import RunLogger
     from reslab.tracking.factory import build_loggers
+
+    class Timed(RunLogger):
+        """Passes every call on to ``inner`` and adds up the time spent in ``log_metrics``."""
+
+        def __init__(self, inner: RunLogger) -> None:
+            self.inner, self.name, self.seconds = inner, inner.name, 0.0
+
+        def resume(self, step: int) -> None:
+            self.inner.resume(step)
+
+        def log_hparams(self, params: dict[str, Any]) -> None:
+            self.inner.log_hparams(params)
+
+        def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+            started = time.perf_counter()
+            self.inner.log_metrics(metrics, step)
+            self.seconds += time.perf_counter() - started
+
+        def log_figure(self, tag: str, figure: Any, step: int) -> None:
+            self.inner.log_figure(tag, figure, step)
+
+        def log_summary(self, summary: dict[str, Any]) -> None:
+            self.inner.log_summary(summary)
+
+        def finish(self, status: str) -> None:
+            self.inner.finish(status)
 
     class EpochClock(RunLogger):
         """Last in the group: the time between its calls spans one epoch and all its logging."""
@@ -54,26 +113,35 @@ def run_once(overrides: list[str], run_dir: Path, loggers_on: bool) -> dict[str,
 
         def __init__(self) -> None:
             self.ticks: list[float] = []
+            self.cpu: list[float | None] = []  # background processes' CPU time at each tick
 
         def log_metrics(self, metrics: dict[str, float], step: int) -> None:
             self.ticks.append(time.perf_counter())
+            self.cpu.append(child_cpu_seconds())
 
     preset = "logger=default" if loggers_on else "logger=none"
     extra = ["logger.wandb.mode=offline"] if loggers_on else []
     cfg = compose([*overrides, preset, *extra], run_dir)
     clock = EpochClock()
-    loggers = [*build_loggers(cfg, run_dir), clock] if loggers_on else [clock]
+    timed = [Timed(logger) for logger in build_loggers(cfg, run_dir)] if loggers_on else []
     started = time.perf_counter()
-    results = train(cfg, run_dir, extra_loggers=loggers)
+    results = train(cfg, run_dir, extra_loggers=[*timed, clock])
     total = time.perf_counter() - started
     epochs = [b - a for a, b in zip(clock.ticks, clock.ticks[1:])]
     if not epochs:
         raise SystemExit("error: need at least 2 epochs; set --epochs 2 or more")
+    n_epochs = len(clock.ticks)
     return {
         "loggers": "tensorboard+wandb(offline)" if loggers_on else "none",
         "status": results["status"],
         "epoch_s": epochs,
         "median_epoch_s": statistics.median(epochs),
+        "logging_s_per_epoch": {t.name: t.seconds / n_epochs for t in timed},
+        "background_cpu_s_per_epoch": (
+            None
+            if None in (clock.cpu[0], clock.cpu[-1])
+            else (clock.cpu[-1] - clock.cpu[0]) / len(epochs)
+        ),
         "total_s": total,
         "one_off_s": total - sum(epochs),
     }
@@ -115,6 +183,13 @@ def main(argv: list[str] | None = None) -> None:
 
     off, on = pooled("off"), pooled("on")
     ratio = on / off
+    background = {
+        v: statistics.median(r["background_cpu_s_per_epoch"] or 0.0 for r in runs[v]) for v in runs
+    }
+    in_loggers = {
+        name: statistics.median(r["logging_s_per_epoch"][name] for r in runs["on"])
+        for name in runs["on"][0]["logging_s_per_epoch"]
+    }
     one_off = {v: statistics.median(r["one_off_s"] for r in runs[v]) for v in runs}
     report = {
         "command": " ".join(
@@ -127,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         "median_epoch_s_on": on,
         "ratio_on_off": ratio,
         "within_5_percent": ratio <= 1.05,
+        "logging_s_per_epoch": in_loggers,
+        "logging_share_of_epoch": sum(in_loggers.values()) / off,
+        "median_background_cpu_s_per_epoch": background,
         "median_one_off_s": one_off,
         "machine": {
             "python": platform.python_version(),
@@ -143,6 +221,11 @@ def main(argv: list[str] | None = None) -> None:
         f"median epoch: loggers off {off * 1000:.1f} ms, on {on * 1000:.1f} ms, "
         f"ratio {ratio:.3f} ({'within' if ratio <= 1.05 else 'over'} 5%); "
         f"one-off start+finish: off {one_off['off']:.2f} s, on {one_off['on']:.2f} s\n"
+        "time inside the loggers per epoch: "
+        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in in_loggers.items())
+        + f" ({sum(in_loggers.values()) / off:.2%} of an epoch)\n"
+        "CPU time of background processes (W&B's service) per epoch: "
+        f"off {background['off'] * 1000:.0f} ms, on {background['on'] * 1000:.0f} ms\n"
         f"written to {args.out}"
     )
 

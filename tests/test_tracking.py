@@ -1,28 +1,39 @@
 """TensorBoard and W&B: what a run writes can be read back by the tools' own readers and
-matches metrics.csv and results.json; a multirun is one W&B group; a broken logger costs
-nothing but itself."""
+matches metrics.csv and results.json; a multirun is one W&B group and one HParams table; a
+resumed run continues its dashboards; a broken logger costs nothing but itself; the console
+shows a live bar on a terminal and summary lines everywhere, train.log included."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import api_pb2, metadata
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups, metadata
 
+from reslab.cli import preflight
+from reslab.config.shapes import DATASET_SHAPES
+from reslab.config.validate import check_model_builds
 from reslab.errors import ConfigError
 from reslab.run import train
 from reslab.tracking import MetricsCSV
 from reslab.tracking.factory import build_loggers, run_name, sweep_group
 from reslab.tracking.results import read_json
 from reslab.tracking.tensorboard_logger import TensorBoardLogger
-from reslab.tracking.wandb_logger import WandbLogger
+from reslab.tracking.wandb_logger import RUN_ID_FILE, WandbLogger
+from reslab.training.callbacks import Callback
 
-from .conftest import compose_config
+from .conftest import CONFIG_DIR, ROOT, compose_config
 
 FAST = ("trainer=debug", "depth=2", "width=32", "dataset.download=false")
 
@@ -37,10 +48,51 @@ def _events(log_dir: Path) -> EventAccumulator:
     return acc
 
 
+def _wandb_files(run_dir: Path) -> list[Path]:
+    """The run's offline W&B files, oldest first (a resumed run has one per start)."""
+    return sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
 def _wandb_file(run_dir: Path) -> Path:
-    files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    files = _wandb_files(run_dir)
     assert len(files) == 1, files
     return files[0]
+
+
+def _wandb_run(path: Path) -> dict:
+    return next(r["run"] for r in _wandb_records(path) if r["type"] == "run")
+
+
+def _hparams_table(log_dir: Path, hparam: str, metric: str) -> dict[str, tuple]:
+    """What TensorBoard's HParams view lists for ``--logdir log_dir``, computed by its own
+    backend: {session (run folder): (hparam value, metric value, session status)}."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(log_dir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(log_dir))
+    backend = backend_context.Context(
+        base_plugin.TBContext(logdir=str(log_dir), multiplexer=multiplexer, data_provider=provider)
+    )
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0,
+        slice_size=100,
+        allowed_statuses=list(api_pb2.Status.values()),
+        col_params=[
+            api_pb2.ColParams(hparam=hparam),
+            api_pb2.ColParams(metric=api_pb2.MetricName(tag=metric)),
+        ],
+    )
+    groups = list_session_groups.Handler(context.RequestContext(), backend, "", request).run()
+    table = {}
+    for group in groups.session_groups:
+        value = group.hparams[hparam]
+        metric_value = next(m.value for m in group.metric_values if m.name.tag == metric)
+        table[group.name] = (
+            value.number_value if value.HasField("number_value") else value.string_value,
+            metric_value,
+            group.sessions[0].status,
+        )
+    return table
 
 
 def _wandb_records(path: Path) -> list[dict]:
@@ -141,7 +193,7 @@ def test_wandb_offline_history_summary_and_run_facts(tracked_run):
     assert summary["summary"]["status"] == results["status"]
 
 
-def test_multirun_jobs_are_distinct_wandb_runs_in_one_group(cli, tmp_path):
+def test_multirun_jobs_are_distinct_wandb_runs_in_one_group_and_one_hparams_table(cli, tmp_path):
     sweep = tmp_path / "multirun" / "2030-01-02" / "03-04-05"
     proc = cli(
         "-m",
@@ -149,14 +201,17 @@ def test_multirun_jobs_are_distinct_wandb_runs_in_one_group(cli, tmp_path):
         "trainer.max_epochs=1",
         "depth=2,3",
         "width=16",
-        "logger=wandb",
+        "logger=default",
+        "logger.tensorboard.figures=false",
+        "logger.wandb.figures=false",
         "dataset.download=false",
         f"hydra.sweep.dir={sweep}",
         env={"WANDB_MODE": "offline"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     runs = []
-    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+    for job in jobs:
         records = _wandb_records(_wandb_file(job))
         runs.append(next(r["run"] for r in records if r["type"] == "run"))
         assert any(r["type"] == "exit" for r in records), f"{job.name}: run not finished"
@@ -167,18 +222,155 @@ def test_multirun_jobs_are_distinct_wandb_runs_in_one_group(cli, tmp_path):
         "mlp-trainer=debug,trainer.max_epochs=1,depth=2,width=16",
         "mlp-trainer=debug,trainer.max_epochs=1,depth=3,width=16",
     ]
+    # `tensorboard --logdir <sweep>`: one HParams row per job, each the job's own folder.
+    table = _hparams_table(sweep, "depth", "test/acc")
+    assert table == {
+        f"{job.name}/tensorboard": (
+            depth,
+            pytest.approx(read_json(job / "results.json")["test/acc"], rel=1e-6),
+            api_pb2.STATUS_SUCCESS,
+        )
+        for job, depth in zip(jobs, (2.0, 3.0))
+    }
 
 
-def test_unwritable_tensorboard_folder_warns_once_and_run_completes(cli, tmp_path):
+def test_unwritable_tensorboard_folder_warns_once_and_run_completes(tmp_path, caplog):
+    (tmp_path / "tensorboard").write_text("a file where the event folder should go")
+    cfg = compose_config(*FAST, "logger=tensorboard", run_dir=tmp_path)
+    with caplog.at_level(logging.WARNING):
+        results = train(cfg, tmp_path, extra_loggers=build_loggers(cfg, tmp_path))
+    failed = [r for r in caplog.records if "logger tensorboard failed" in r.getMessage()]
+    assert len(failed) == 1
+    assert results["status"] == "completed"
+    assert read_json(tmp_path / "results.json")["status"] == "completed"
+    assert len(MetricsCSV.read(tmp_path / "metrics.csv")) == 2
+
+
+class _Explode(Callback):
+    def on_epoch_end(self, trainer, epoch, metrics):
+        raise RuntimeError("boom")
+
+
+def test_every_wandb_run_is_finished_also_when_training_fails(tmp_path):
+    import wandb
+
+    failed_dir, next_dir = tmp_path / "failed", tmp_path / "next"
+    cfg = compose_config(*FAST, "logger=wandb", "logger.wandb.mode=offline", run_dir=failed_dir)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg, failed_dir, build_loggers(cfg, failed_dir), extra_callbacks=[_Explode()])
+    assert wandb.run is None
+    failed = _wandb_summary(_wandb_file(failed_dir))
+    assert (failed["state"], failed["exit_code"]) == ("failed", 1)
+    assert failed["summary"]["status"] == "failed"
+
+    # The next job in the same process is a run of its own, not a continuation of the first.
+    cfg = compose_config(*FAST, "logger=wandb", "logger.wandb.mode=offline", run_dir=next_dir)
+    train(cfg, next_dir, extra_loggers=build_loggers(cfg, next_dir))
+    path = _wandb_file(next_dir)
+    assert _wandb_run(path)["run_id"] != failed["run_id"]
+    history = [r["history"]["item"] for r in _wandb_records(path) if r["type"] == "history"]
+    assert [h["epoch"] for h in history if "train/loss" in h] == [1, 2]
+    assert _wandb_summary(path)["exit_code"] == 0
+
+
+class _KeepCheckpoint(Callback):
+    """Copies last.pt as it stands when epoch ``epoch`` ends, i.e. epoch ``epoch - 1``'s."""
+
+    def __init__(self, epoch: int, dest: Path) -> None:
+        self.epoch, self.dest = epoch, dest
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == self.epoch:
+            shutil.copy(trainer.checkpoint_dir / "last.pt", self.dest)
+
+
+def test_resumed_run_continues_its_tensorboard_and_wandb_run(tmp_path):
+    """A run that logged epoch 2 but resumes from epoch 1's checkpoint (as after a crash
+    between logging and saving): each epoch appears once, in the same W&B run."""
+    tracked = (*FAST, "logger=default", "logger.wandb.mode=offline")
+    checkpoint = tmp_path / "checkpoints" / "epoch1.pt"
+    cfg = compose_config(*tracked, run_dir=tmp_path)
+    keep = _KeepCheckpoint(2, checkpoint)
+    train(cfg, tmp_path, build_loggers(cfg, tmp_path), extra_callbacks=[keep])
+    first_id = (tmp_path / "wandb" / RUN_ID_FILE).read_text().strip()
+
+    cfg = compose_config(*tracked, "trainer.max_epochs=3", f"resume={checkpoint}", run_dir=tmp_path)
+    results = train(cfg, tmp_path, extra_loggers=build_loggers(cfg, tmp_path))
+    assert results["resumed_from_epoch"] == 1 and results["epochs"] == 3
+
+    rows = MetricsCSV.read(tmp_path / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    events = _events(tmp_path / "tensorboard")
+    for column in _metrics_columns(rows):
+        logged = [(e.step, e.value) for e in events.Scalars(column)]
+        assert logged == [(r["epoch"], pytest.approx(float(r[column]), rel=1e-6)) for r in rows]
+    assert [e.step for e in events.Scalars("test/acc")] == [3]  # the first run's is purged
+
+    files = _wandb_files(tmp_path)
+    assert len(files) == 2
+    runs = [_wandb_run(path) for path in files]
+    assert [r["run_id"] for r in runs] == [first_id, first_id]
+    assert runs[1].get("resume")  # tells `wandb sync` to continue the run, not replace it
+    history = [r["history"]["item"] for r in _wandb_records(files[1]) if r["type"] == "history"]
+    assert [h["epoch"] for h in history if "train/loss" in h] == [2, 3]
+    summary = _wandb_summary(files[1])["summary"]
+    assert summary["epochs"] == 3 and summary["test/acc"] == pytest.approx(results["test/acc"])
+
+
+def test_wandb_sweep_file_drives_train_py_with_hydra_overrides(tracked_run):
+    """configs/wandb/sweep_depth.yaml: each agent command is valid train.py overrides."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    sweep = yaml.safe_load((CONFIG_DIR / "wandb" / "sweep_depth.yaml").read_text())
+    assert (ROOT / sweep["program"]).is_file()
+    assert sweep["metric"]["name"] in read_json(tracked_run / "results.json")
+    params = sweep["parameters"]
+    fixed = {k: v for k, v in params.items() if "value" in v}
+    depths = params["depth"]["values"]
+    assert len(depths) == 8
+    for depth in depths:
+        # What `wandb agent` puts in place of the ${...} macros of `command`.
+        args = create_sweep_command_args({"args": {**fixed, "depth": {"value": depth}}})
+        overrides = []
+        for part in sweep["command"]:
+            if part == "${args_no_hyphens}":
+                overrides += args["args_no_hyphens"]
+            elif not part.startswith("${"):
+                overrides.append(part)
+        preflight(overrides, CONFIG_DIR)  # exits with a message on an unknown key or option
+        cfg = compose_config(*overrides)
+        assert cfg.depth == depth and cfg.logger.wandb.mode == "online"
+        shape, classes = DATASET_SHAPES[cfg.dataset.name]
+        check_model_builds(cfg.model, shape, classes)
+
+
+def test_console_is_quiet_off_a_terminal_and_train_log_has_every_epoch(cli, tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "tensorboard").write_text("a file where the event folder should go")
-    proc = cli(*FAST, "logger=tensorboard", f"hydra.run.dir={run_dir}")
+    proc = cli(*FAST, "logger=none", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    warnings = [line for line in proc.stderr.splitlines() if "logger tensorboard failed" in line]
-    assert len(warnings) == 1, proc.stderr
-    assert read_json(run_dir / "results.json")["status"] == "completed"
-    assert len(MetricsCSV.read(run_dir / "metrics.csv")) == 2
+    assert "\r" not in proc.stderr and "it/s" not in proc.stderr, "no progress bar in a pipe"
+    train_log = (run_dir / "train.log").read_text()
+    rows = MetricsCSV.read(run_dir / "metrics.csv")
+    for row in rows:
+        expected = (
+            f"epoch {row['epoch']}/2  train/loss {row['train/loss']:.4f}  "
+            f"train/acc {row['train/acc']:.4f}  val/loss {row['val/loss']:.4f}  "
+            f"val/acc {row['val/acc']:.4f}  lr {row['lr']:.3g}  {row['epoch_time_s']:.1f}s"
+        )
+        assert expected in proc.stderr.splitlines()
+        assert any(line.endswith(expected) for line in train_log.splitlines())
+    assert "test on best epoch" in train_log
+
+
+def test_progress_bar_shows_live_loss_and_accuracy(tmp_path, capsys):
+    cfg = compose_config(*FAST, "logger=none", "trainer.progress=true", run_dir=tmp_path)
+    train(cfg, tmp_path)
+    err = capsys.readouterr().err
+    frames = err.split("\r")  # the bar redraws itself in place
+    for epoch in (1, 2):
+        live = [f for f in frames if f.startswith(f"epoch {epoch}/2:")]
+        assert any(re.search(r"acc=\d\.\d{3}, loss=\d\.\d{4}", f) for f in live), live
+    assert frames[-1].strip() == "", "the bar clears itself; the epoch summary line stays"
 
 
 def test_wandb_that_cannot_start_is_dropped(tmp_path, monkeypatch, caplog):
@@ -226,25 +418,39 @@ def test_wandb_mode_offline_unless_opted_in(tmp_path, monkeypatch):
 
 
 def test_heavy_imports_only_when_a_logger_is_on():
-    code = (
-        "import sys; from tests.conftest import compose_config;"
-        "from reslab.tracking.factory import build_loggers;"
-        "from reslab.run import train;"
-        "build_loggers(compose_config('logger=none'), '.');"
-        "print(sorted(m for m in ('wandb', 'torch.utils.tensorboard') if m in sys.modules))"
-    )
+    code = f"""
+import sys, tempfile
+from pathlib import Path
+from tests.conftest import compose_config
+from reslab.run import train
+from reslab.tracking.factory import build_loggers
+
+def heavy():
+    return sorted(m for m in ("wandb", "tensorboard", "torch.utils.tensorboard") if m in sys.modules)
+
+tmp = Path(tempfile.mkdtemp())
+for choice in ("none", "tensorboard"):
+    cfg = compose_config(*{FAST!r}, "logger=" + choice, run_dir=tmp / choice)
+    train(cfg, tmp / choice, extra_loggers=build_loggers(cfg, tmp / choice))
+    print(heavy())
+"""
     out = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    assert out.strip().splitlines()[-2:] == [
+        "[]",
+        "['tensorboard', 'torch.utils.tensorboard']",
+    ]
 
 
 def test_run_names_and_sweep_groups():
     assert run_name("resnet", ["model=resnet", "depth=20"], "x") == "resnet-depth=20"
     assert run_name("mlp", ["logger=none", "trainer.device=cpu"], "mlp-d3") == "mlp-d3"
+    # A resumed run keeps its name: where it resumes from is not what it is.
+    assert run_name("resnet", ["depth=20", "resume=outputs/runs/x"], "x") == "resnet-depth=20"
     assert sweep_group("outputs/multirun/2024-05-01/12-00-00") == "2024-05-01_12-00-00"
     assert sweep_group("/data/studies/depth_sweep") == "depth_sweep"

@@ -172,6 +172,8 @@ def train(
             loggers.add(MetricsCSV(run_dir / "metrics.csv", rows=history))
             for logger in extra_loggers or []:
                 loggers.add(logger)
+        if resume_state is not None:  # dashboards continue their run rather than start another
+            loggers.resume(int(resume_state["epoch"]))
         loggers.log_hparams({**describe(cfg), "params": results["params"]})
 
         trainer = Trainer(

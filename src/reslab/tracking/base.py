@@ -13,6 +13,10 @@ class RunLogger:
 
     name = "logger"
 
+    def resume(self, step: int) -> None:
+        """The run continues from a checkpoint taken after epoch ``step``; called before
+        ``log_hparams``. Loggers continue their record instead of starting a second one."""
+
     def log_hparams(self, params: dict[str, Any]) -> None:
         """The run's hyperparameters, once, before training."""
 
@@ -58,6 +62,9 @@ class LoggerGroup(RunLogger):
                         logger.finish("failed")
                     except Exception:
                         pass
+
+    def resume(self, step: int) -> None:
+        self._call("resume", step)
 
     def log_hparams(self, params: dict[str, Any]) -> None:
         self._call("log_hparams", params)

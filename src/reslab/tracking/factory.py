@@ -26,6 +26,7 @@ _NAME_SKIP = (
     "dataset.download",
     "trainer.device",
     "trainer.progress",
+    "resume",
 )
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 _MAX_NAME = 128

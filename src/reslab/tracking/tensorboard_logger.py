@@ -5,6 +5,10 @@ The HParams entry is written by hand into the run's own event file rather than t
 start and end records are written, not an experiment record: TensorBoard then builds the
 HParams table from every run under ``--logdir`` (the union of their hyperparameters), where
 one experiment record per run would make it pick one run's columns arbitrarily.
+
+A resumed run appends a new event file to the same folder, opened with ``purge_step``:
+TensorBoard then drops what the stopped run logged after its checkpoint, so every epoch
+appears once.
 """
 
 from __future__ import annotations
@@ -44,13 +48,20 @@ class TensorBoardLogger(RunLogger):
         self.figures = figures
         self.writer = None
         self.last_step = 0
+        self.purge_step: int | None = None
+
+    def resume(self, step: int) -> None:
+        if self.writer is not None:
+            raise RuntimeError("resume() must come before anything is logged")
+        self.purge_step = step + 1  # epochs after the checkpoint are written again
+        self.last_step = step
 
     def _writer(self):
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.purge_step)
         return self.writer
 
     def log_hparams(self, params: dict[str, Any]) -> None:
