@@ -13,7 +13,16 @@ from reslab.errors import ConfigError, ReslabError
 
 log = logging.getLogger("reslab")
 
-GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "experiment")
+GROUPS = (
+    "dataset",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "explain",
+    "experiment",
+)
 INFO_FLAGS = {
     "--help",
     "-h",
@@ -158,8 +167,8 @@ def run_job(cfg) -> float | None:
         results = train(cfg, run_dir, extra_loggers=loggers)
     except TrainingInterrupted as exc:
         log.error("stopped: %s", exc)
-        if multirun:
-            raise
+        # Also in a multirun: Hydra would record a raised error and start the next job, so a
+        # Ctrl-C or a SIGTERM would stop one job, not the sweep. SystemExit ends the sweep.
         sys.exit(128 + signal.Signals[exc.reason].value)
     except ReslabError as exc:
         log.error("error: %s", exc)

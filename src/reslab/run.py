@@ -8,8 +8,10 @@ piece is built here and handed to the trainer as an argument.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build, check_model_builds, validate_config
 from reslab.data import load_dataset
-from reslab.data.loader import Augmentation, TensorBatchLoader
+from reslab.data.loader import Augmentation, DataLoaderBatches, TensorBatchLoader, on_device
 from reslab.errors import ConfigError, ReslabError, TrainingError
+from reslab.explain.callbacks import explain_callbacks
 from reslab.figures import (
     confusion_matrix_figure,
     sample_indices,
@@ -66,6 +69,20 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def run_length_epochs(trainer_cfg: DictConfig, steps_per_epoch: int) -> int:
+    """Epochs to train: ``max_steps`` (optimizer steps, rounded up to whole epochs) when set,
+    else ``max_epochs``. Papers state budgets in iterations (ResNet on CIFAR: 64k)."""
+    max_steps = trainer_cfg.get("max_steps")
+    if max_steps is None:
+        return int(trainer_cfg.max_epochs)
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        raise ConfigError(
+            f"trainer.max_steps={max_steps} must be a whole number >= 1 (e.g. 64000), "
+            "or null to train for trainer.max_epochs"
+        )
+    return math.ceil(max_steps / max(1, steps_per_epoch))
+
+
 def build_loaders(
     cfg: DictConfig,
     data,
@@ -74,7 +91,7 @@ def build_loaders(
     *,
     dist_env: DistEnv = SINGLE,
     channels_last: bool = False,
-) -> tuple[TensorBatchLoader, ...]:
+) -> tuple[TensorBatchLoader | DataLoaderBatches, ...]:
     """Train/val/test loaders on ``device``; under torchrun each yields this rank's shard."""
     t = cfg.trainer
     aug = cfg.dataset.get("augment") or {}
@@ -92,7 +109,14 @@ def build_loaders(
         "rank": dist_env.rank,
         "world_size": dist_env.world_size,
     }
-    train = TensorBatchLoader(
+    splits = (data.train, data.val, data.test)
+    nbytes = sum(s.images.nbytes + s.labels.nbytes for s in splits)
+    if on_device(cfg.dataset.get("on_device", "auto"), nbytes, device):
+        batches: Any = TensorBatchLoader  # uint8 on the device, batches built there
+    else:
+        log.info("data: DataLoader with per-item transforms (dataset.on_device=false or too big)")
+        batches = partial(DataLoaderBatches, num_workers=int(cfg.dataset.get("num_workers", 2)))
+    train = batches(
         data.train,
         cfg.dataset.batch_size,
         shuffle=True,
@@ -101,10 +125,10 @@ def build_loaders(
         limit_batches=t.limit_train_batches,
         **common,
     )
-    val = TensorBatchLoader(
+    val = batches(
         data.val, cfg.dataset.eval_batch_size, limit_batches=t.limit_eval_batches, **common
     )
-    test = TensorBatchLoader(data.test, cfg.dataset.eval_batch_size, **common)
+    test = batches(data.test, cfg.dataset.eval_batch_size, **common)
     return train, val, test
 
 
@@ -159,11 +183,12 @@ def train(
             cfg, data, device, int(cfg.seed), dist_env=dist_env, channels_last=channels_last
         )
         mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
+        max_epochs = run_length_epochs(cfg.trainer, len(train_loader))
         schedule = build_schedule(
             cfg.scheduler,
             optimizer,
             steps_per_epoch=len(train_loader),
-            max_epochs=int(cfg.trainer.max_epochs),
+            max_epochs=max_epochs,
             monitor_mode=mode,
         )
         resume_state = load_resume_state(cfg, run_dir)
@@ -176,13 +201,16 @@ def train(
             loggers.resume(int(resume_state["epoch"]))
         loggers.log_hparams({**describe(cfg), "params": results["params"]})
 
+        # explain.*: CAM timeline, per-layer gradient norms; checked on every rank, run on rank 0.
+        explainers = explain_callbacks(cfg, model, data, run_dir)
+        explainers = explainers if dist_env.is_main else []
         trainer = Trainer(
             model,
             optimizer,
             schedule,
             device=device,
             precision=precision,
-            max_epochs=int(cfg.trainer.max_epochs),
+            max_epochs=max_epochs,
             early_stopping=EarlyStopping(
                 cfg.monitor,
                 mode,
@@ -197,7 +225,7 @@ def train(
             overfitting_epochs=int(cfg.trainer.overfitting_epochs),
             progress=cfg.trainer.progress if dist_env.is_main else False,
             checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
-            callbacks=list(extra_callbacks or []),
+            callbacks=[*(extra_callbacks or []), *explainers],
             dist=dist_env,
             channels_last=channels_last,
             compile=bool(cfg.trainer.get("compile", False)),

@@ -43,10 +43,11 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     if not sweep_dir.is_dir():
         return []
     found = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
-    return sorted(found, key=_job_sort_key)
+    return sorted(found, key=job_sort_key)
 
 
-def _job_sort_key(path: Path) -> tuple[int, str]:
+def job_sort_key(path: Path) -> tuple[int, str]:
+    """Job folders in job order (``2_...`` before ``10_...``), other folders after them."""
     num = path.name.split("_", 1)[0]
     return (int(num) if num.isdigit() else sys.maxsize, path.name)
 

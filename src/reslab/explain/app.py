@@ -3,12 +3,13 @@
 python scripts/explain.py run=outputs/runs/<date>/<run> method=cam n=16
 python scripts/explain.py run=<run> method=gradcam layer=features.3 target=true
 python scripts/explain.py run=<run> method=weights
-python scripts/explain.py run=<run> method=gradflow twin=<run of the residual twin>
+python scripts/explain.py run=<run> method=gradflow twin=<run of the residual (or plain) twin>
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import sys
 from pathlib import Path
@@ -16,16 +17,19 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build
 from reslab.errors import ConfigError, ReslabError
-from reslab.explain.callbacks import explain_maps, normalise_images, pick_images
-from reslab.explain.gradient_flow import gradient_flow_figure, layer_grad_norms
-from reslab.explain.overlay import overlay_figure
-from reslab.explain.state import unwrap
-from reslab.explain.weights import first_layer_images, image_grid, save_grid_png
+from reslab.explain.callbacks import normalise_images, pick_images
+from reslab.explain.cam import class_activation_maps, gap_head
+from reslab.explain.gradcam import DEFAULT_LAYER, find_layer, grad_cam
+from reslab.explain.gradient_flow import gradient_flow_figure, layer_grad_norms, weight_layers
+from reslab.explain.overlay import maps_figure
+from reslab.explain.weights import first_layer_images, first_weight_layer, image_grid, save_grid_png
 from reslab.training.checkpoint import load_checkpoint
 
 log = logging.getLogger("reslab")
@@ -40,16 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "split": "test",  # test | val: where the images come from
     "checkpoint": "best",  # best | last | a path to a .pt file
     "device": "auto",
-    "twin": None,  # gradflow: the residual twin's run folder; null = look beside the run
+    "twin": None,  # gradflow: the twin's run folder; null = look beside the run
     "batches": 4,  # gradflow: training batches the norms are averaged over
     "seed": 0,  # gradflow: the seed of the models at initialisation
-    "tensorboard": True,  # also add figures to the run's tensorboard/ folder when it has one
+    "log": True,  # also add the figures to the run's TensorBoard folder and W&B
     "dataset": {"root": None},  # where the data lives, when not where the run found it
 }
 USAGE = (
     "usage: python scripts/explain.py run=<run folder> [method=cam|gradcam|weights|gradflow] "
     "[n=16] [target=pred|true|<class>] [layer=<module>] [split=test|val] [checkpoint=best|last] "
-    "[twin=<run folder>] [batches=4] [device=auto|cpu|cuda] [dataset.root=<dir>]"
+    "[twin=<run folder>] [batches=4] [device=auto|cpu|cuda] [log=true] [dataset.root=<dir>]"
 )
 
 
@@ -64,21 +68,30 @@ def parse_args(argv: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse the arguments ({exc}); write them as key=value") from None
     opts = OmegaConf.create(DEFAULTS)
     OmegaConf.set_struct(opts, True)
-    try:
-        opts = OmegaConf.merge(opts, given)
-    except Exception:
-        known = ", ".join(sorted(k for k in DEFAULTS if k != "dataset")) + ", dataset.root"
-        unknown = next(k for k in _keys(given) if k not in _keys(OmegaConf.create(DEFAULTS)))
-        raise ConfigError(f"{unknown} is not an explain option; use one of: {known}") from None
+    known = _keys(opts)
+    unknown = [k for k in _keys(given) if k not in known]
+    if unknown:
+        names = ", ".join(sorted(k for k in known))
+        raise ConfigError(f"{unknown[0]} is not an explain option; use one of: {names}")
+    opts = OmegaConf.merge(opts, given)
     if not opts.run:
         raise ConfigError(f"run= is required: the run folder to explain; {USAGE}")
     if opts.method not in METHODS:
         raise ConfigError(f"method={opts.method} is unknown; choose one of {', '.join(METHODS)}")
     if opts.split not in ("test", "val"):
         raise ConfigError(f"split={opts.split} is unknown; choose test or val")
+    # `target=true` reaches us as the boolean True.
+    opts.target = "true" if opts.target is True else opts.target
+    if opts.target not in ("pred", "true") and not (
+        isinstance(opts.target, int) and not isinstance(opts.target, bool) and opts.target >= 0
+    ):
+        raise ConfigError(f"target={opts.target} is unknown; use pred, true or a class index")
     for key in ("n", "batches"):
-        if opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
-            raise ConfigError(f"{key}={opts[key]} must be a whole number >= 1")
+        value = opts[key]
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ConfigError(f"{key}={value} must be a whole number >= 1")
     return opts
 
 
@@ -90,19 +103,33 @@ def _keys(cfg: Any, prefix: str = "") -> list[str]:
 
 
 def load_run_config(run_dir: Path, state: dict | None = None) -> DictConfig:
-    """The run's composed config: ``.hydra/config.yaml``, else the copy inside its checkpoint."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if path.is_file():
-        return OmegaConf.load(path)
+    """The run's config as it trained: the resolved copy inside its checkpoint, else
+    ``.hydra/config.yaml`` (where Hydra-only interpolations such as the name cannot resolve)."""
     if state is not None and isinstance(state.get("config"), dict):
         return OmegaConf.create(state["config"])
-    raise ReslabError(f"{run_dir} has no .hydra/config.yaml; point run= at a reslab run folder")
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ReslabError(f"{run_dir} has no .hydra/config.yaml; point run= at a reslab run folder")
+    cfg = OmegaConf.load(path)
+    try:
+        cfg.get("name")
+    except Exception:
+        cfg.name = run_dir.name
+    return cfg
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which in ("best", "last"):
-        return run_dir / "checkpoints" / f"{which}.pt"
-    return Path(which)
+    if which not in ("best", "last"):
+        return Path(which)
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        if not (run_dir / ".hydra").is_dir() and not (run_dir / "results.json").is_file():
+            raise ReslabError(f"{run_dir} is not a reslab run folder; point run= at one")
+        raise ReslabError(
+            f"{run_dir} has no checkpoints/{which}.pt (did the run finish an epoch?); "
+            "train it again or pass checkpoint=last|<path to a .pt>"
+        )
+    return path
 
 
 def model_state(state: dict) -> dict:
@@ -126,11 +153,26 @@ def input_shape(cfg: DictConfig, data: Any = None) -> tuple[list[int], int]:
 
 def build_model(
     cfg: DictConfig, shape: list[int], num_classes: int, state: dict | None
-) -> torch.nn.Module:
+) -> nn.Module:
     model = build(cfg.model, input_shape=shape, num_classes=num_classes)
     if state is not None:
         model.load_state_dict(model_state(state))
     return model
+
+
+def check_applicable(model: nn.Module, cfg: DictConfig, opts: DictConfig) -> None:
+    """Refuse a method the model cannot be explained with, before any data is loaded."""
+    if opts.method == "cam":
+        gap_head(model)
+    elif opts.method == "gradcam":
+        find_layer(model, opts.layer)
+    elif opts.method == "weights":
+        first_weight_layer(model)
+    elif "residual" not in cfg.model:
+        raise ConfigError(
+            "method=gradflow compares a model with its residual twin, and this model has none; "
+            "explain an mlp, residual_mlp or resnet run"
+        )
 
 
 def load_data(cfg: DictConfig, opts: DictConfig):
@@ -149,61 +191,68 @@ def explain_run(opts: DictConfig) -> list[Path]:
 
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
-        raise ReslabError(f"run={run_dir} is not a folder; point it at outputs/runs/<date>/<run>")
+        raise ConfigError(f"run={run_dir} is not a folder; point it at outputs/runs/<date>/<run>")
     device = resolve_device(str(opts.device))
     state = load_checkpoint(checkpoint_path(run_dir, str(opts.checkpoint)), map_location=device)
     cfg = load_run_config(run_dir, state)
-    figures = run_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
     step = int(state.get("epoch", 0) or 0)
-    if opts.method == "weights":
-        return explain_weights(cfg, state, opts, figures)
-    data = load_data(cfg, opts)
+    data = None
+    if cfg.dataset.get("name") not in DATASET_SHAPES:
+        data = load_data(cfg, opts)
     shape, num_classes = input_shape(cfg, data)
     model = build_model(cfg, shape, num_classes, state).to(device)
+    check_applicable(model, cfg, opts)
+    figures = run_dir / "figures"
+    if opts.method == "weights":
+        images = first_layer_images(model, shape, int(opts.n or 64))
+        path = figures / "weights_first_layer.png"
+        save_grid_png(image_grid(images), path)
+        return [path]
+    data = data if data is not None else load_data(cfg, opts)
     if opts.method == "gradflow":
-        return explain_gradflow(cfg, model, data, opts, run_dir, device, step)
-    return explain_maps_figures(model, data, opts, figures, device, step)
+        fig, table = gradient_flow(cfg, model, data, opts, run_dir, device)
+        written = {figures / "gradient_flow.png": ("explain/gradient_flow", fig)}
+        return [*publish(written, cfg, run_dir, step, opts.log), table]
+    return publish(
+        activation_maps(model, data, opts, figures, device), cfg, run_dir, step, opts.log
+    )
 
 
-def explain_maps_figures(model, data, opts, figures: Path, device, step: int) -> list[Path]:
+def activation_maps(
+    model: nn.Module, data: Any, opts: DictConfig, figures: Path, device: torch.device
+) -> dict[Path, tuple[str, Figure]]:
+    """CAM (class map over the class-agnostic global map) or Grad-CAM of ``n`` images."""
     split = data.test if opts.split == "test" else data.val
     index = pick_images(split.labels, int(opts.n or 16))
     images, labels = split.images[index], split.labels[index]
     x = normalise_images(images, data.mean, data.std).to(device)
-    target = opts.target if opts.target in ("pred", "true") else int(opts.target)
-    result = explain_maps(model, x, opts.method, opts.layer, target, labels.to(device))
-    name = "cam" if opts.method == "cam" else f"gradcam_{opts.layer or 'features'}"
-    label = "CAM" if opts.method == "cam" else f"Grad-CAM at {opts.layer or 'features'}"
-    panels = {f"{name}_{opts.target}": (result.maps, f"{label} of the {opts.target} class")}
-    if result.global_maps is not None:
-        panels["cam_global"] = (result.global_maps, "global activation map (class-agnostic)")
-    written = []
-    for stem, (maps, title) in panels.items():
-        fig = overlay_figure(
-            images, maps, labels, result.predictions, data.classes, f"{title}: true / predicted"
-        )
-        written.append(save(fig, figures / f"{stem}.png", opts, f"explain/{stem}", step))
-    return written
+    target = opts.target
+    if target in ("pred", "true"):
+        explained = "the predicted class" if target == "pred" else "the true class"
+    else:
+        explained = f"class {data.classes[target] if target < len(data.classes) else target}"
+    suffix = "" if target == "pred" else f"_{target}" if target == "true" else f"_class{target}"
+    if opts.method == "cam":
+        result = class_activation_maps(model, x, target, labels.to(device))
+        rows = {"CAM": result.maps, "global map": result.global_maps}
+        title = f"CAM of {explained} and the class-agnostic global map (true / predicted)"
+        stem = f"cam{suffix}"
+    else:
+        layer = opts.layer or DEFAULT_LAYER
+        result = grad_cam(model, x, layer, target, labels.to(device))
+        rows = {"Grad-CAM": result.maps}
+        title = f"Grad-CAM of {explained} at {layer} (true / predicted)"
+        stem = f"gradcam_{layer}{suffix}"
+    fig = maps_figure(images, rows, labels, result.predictions, data.classes, title)
+    return {figures / f"{stem}.png": (f"explain/{stem}", fig)}
 
 
-def explain_weights(cfg: DictConfig, state: dict, opts: DictConfig, figures: Path) -> list[Path]:
-    shape, num_classes = input_shape(cfg)
-    model = build_model(cfg, shape, num_classes, state)
-    images = first_layer_images(model, shape, int(opts.n or 64))
-    path = figures / "weights_first_layer.png"
-    save_grid_png(image_grid(images), path)
-    return [path]
-
-
-def explain_gradflow(cfg, model, data, opts, run_dir: Path, device, step: int) -> list[Path]:
+def gradient_flow(
+    cfg: DictConfig, model: nn.Module, data: Any, opts: DictConfig, run_dir: Path, device
+) -> tuple[Figure, Path]:
+    """Per-layer gradient norms of the model and its twin, at initialisation and trained."""
     from reslab.data.loader import TensorBatchLoader
 
-    if "residual" not in cfg.model:
-        raise ConfigError(
-            "method=gradflow compares a model with its residual twin, and this model has none; "
-            "explain an mlp, residual_mlp or resnet run"
-        )
     residual = bool(cfg.model.residual)
     twin_cfg = cfg.copy()
     twin_cfg.model.residual = not residual
@@ -224,13 +273,17 @@ def explain_gradflow(cfg, model, data, opts, run_dir: Path, device, step: int) -
     curves: dict[str, list[float]] = {}
     for this, this_cfg in ((residual, cfg), (not residual, twin_cfg)):
         torch.manual_seed(int(opts.seed))
-        fresh = build_model(this_cfg, shape, num_classes, None).to(device)
+        try:
+            fresh = build_model(this_cfg, shape, num_classes, None).to(device)
+        except ReslabError as exc:
+            raise ConfigError(
+                f"method=gradflow: the {kind[this]} twin cannot be built: {exc}"
+            ) from None
         curves[f"{kind[this]}, init"] = layer_grad_norms(fresh, batches).tolist()
     curves[f"{kind[residual]}, trained"] = layer_grad_norms(model, batches).tolist()
     twin_dir = Path(opts.twin) if opts.twin else find_twin(run_dir, cfg)
     if twin_dir is not None:
-        twin_state = load_checkpoint(twin_dir / "checkpoints" / "best.pt", map_location=device)
-        trained_twin = build_model(twin_cfg, shape, num_classes, twin_state).to(device)
+        trained_twin = load_twin(twin_dir, cfg, model, shape, num_classes, device)
         curves[f"{kind[not residual]}, trained"] = layer_grad_norms(trained_twin, batches).tolist()
     else:
         log.warning(
@@ -238,61 +291,120 @@ def explain_gradflow(cfg, model, data, opts, run_dir: Path, device, step: int) -
             kind[not residual],
             run_dir,
         )
-    depth = cfg.get("depth")
-    title = f"gradient flow, {type(unwrap(model)).__name__} depth {depth}: plain vs residual"
-    figures = run_dir / "figures"
-    table = figures / "gradient_flow.csv"
+    table = run_dir / "figures" / "gradient_flow.csv"
+    table.parent.mkdir(parents=True, exist_ok=True)
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["layer", *curves])
         for i, row in enumerate(zip(*curves.values()), start=1):
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
-    fig = gradient_flow_figure(curves, title)
-    return [save(fig, figures / "gradient_flow.png", opts, "explain/gradient_flow", step), table]
+    title = (
+        f"gradient flow, {type(model).__name__} depth {cfg.get('depth')} on "
+        f"{cfg.dataset.get('name')}: plain vs residual"
+    )
+    return gradient_flow_figure(curves, title), table
+
+
+def load_twin(
+    twin_dir: Path, cfg: DictConfig, model: nn.Module, shape, num_classes: int, device
+) -> nn.Module:
+    """The trained twin: the same layers as ``model``, the other ``residual`` setting."""
+    if not twin_dir.is_dir():
+        raise ConfigError(f"twin={twin_dir} is not a folder; point it at the twin's run folder")
+    state = load_checkpoint(checkpoint_path(twin_dir, "best"), map_location=device)
+    twin_cfg = load_run_config(twin_dir, state)
+    residual = bool(cfg.model.residual)
+    if "residual" not in twin_cfg.model or bool(twin_cfg.model.residual) == residual:
+        raise ConfigError(
+            f"twin={twin_dir} is not the {'plain' if residual else 'residual'} twin of this run; "
+            "point twin= at a run with the same model and the other model.residual"
+        )
+    twin = build_model(twin_cfg, shape, num_classes, state).to(device)
+    if len(weight_layers(twin)) != len(weight_layers(model)):
+        raise ConfigError(
+            f"twin={twin_dir} has {len(weight_layers(twin))} weight layers and this run "
+            f"{len(weight_layers(model))}; the twin needs the same depth and width"
+        )
+    return twin
 
 
 def find_twin(run_dir: Path, cfg: DictConfig) -> Path | None:
-    """A sibling run (same sweep) with the same model, depth, width and data but the other
-    ``residual`` setting, e.g. from ``python train.py -m model=mlp,residual_mlp depth=32``."""
-    want = (
-        cfg.model.get("_target_"),
-        not bool(cfg.model.residual),
-        cfg.get("depth"),
-        cfg.get("width"),
-        cfg.dataset.get("name"),
-    )
-    for other in sorted(run_dir.resolve().parent.iterdir()):
-        config = other / ".hydra" / "config.yaml"
-        if other == run_dir.resolve() or not config.is_file():
-            continue
-        if not (other / "checkpoints" / "best.pt").is_file():
-            continue
+    """A sibling run (same sweep) with the same model family, depth, width and data but the
+    other ``residual`` setting, e.g. from ``python train.py -m model=mlp,residual_mlp depth=32``;
+    matched on what each run's results.json describes."""
+
+    def described(folder: Path) -> tuple | None:
         try:
-            o = OmegaConf.load(config)
-            have = (
-                o.model.get("_target_"),
-                bool(o.model.get("residual")),
-                o.get("depth"),
-                o.get("width"),
-                o.dataset.get("name"),
-            )
-        except Exception:
+            facts = json.loads((folder / "results.json").read_text())
+        except (OSError, ValueError):
+            return None
+        family = str(facts.get("model")).replace("residual_mlp", "mlp")
+        keys = ("depth", "width", "dataset")
+        return (family, *(facts.get(k) for k in keys), bool(facts.get("residual")))
+
+    mine = described(run_dir)
+    if mine is None:
+        return None
+    want = (*mine[:-1], not mine[-1])
+    for other in sorted(run_dir.resolve().parent.iterdir()):
+        if other == run_dir.resolve() or not (other / "checkpoints" / "best.pt").is_file():
             continue
-        if have == want:
+        if described(other) == want:
             return other
     return None
 
 
-def save(fig, path: Path, opts: DictConfig, tag: str, step: int) -> Path:
-    fig.savefig(path, dpi=120)
-    tb_dir = path.parent.parent / "tensorboard"
-    if opts.tensorboard and tb_dir.is_dir():
+def publish(
+    figures: dict[Path, tuple[str, Figure]],
+    cfg: DictConfig,
+    run_dir: Path,
+    step: int,
+    dashboards: bool,
+) -> list[Path]:
+    """Save each figure as a PNG and, when ``dashboards``, add it to the run's dashboards."""
+    for path, (_tag, fig) in figures.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    if dashboards:
+        to_dashboards({tag: fig for tag, fig in figures.values()}, cfg, run_dir, step)
+    for _tag, fig in figures.values():
+        plt.close(fig)
+    return list(figures)
+
+
+def to_dashboards(figures: dict[str, Figure], cfg: DictConfig, run_dir: Path, step: int) -> None:
+    """Figures into the run's own TensorBoard folder (beside its curves), and to W&B as a run
+    of job type ``explain`` in the training run's group, when the run used them."""
+    from reslab.tracking import LoggerGroup
+    from reslab.tracking.factory import RunInfo, build_loggers
+
+    settings = cfg.get("logger") or {}
+    tb = settings.get("tensorboard")
+    if tb and tb.get("figures", True):
         from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(log_dir=str(tb_dir)) as writer:
-            writer.add_figure(tag, fig, step, close=False)
-    plt.close(fig)
-    return path
+        with SummaryWriter(log_dir=str(run_dir / tb.get("dir", "tensorboard"))) as writer:
+            for tag, fig in figures.items():
+                writer.add_figure(tag, fig, step, close=False)
+    if not (settings.get("wandb") or {}).get("figures", True):
+        return
+    name = str(cfg.get("name") or run_dir.name)
+    try:
+        loggers = build_loggers(cfg, run_dir, RunInfo(name=f"{name}-explain", group=name))
+    except Exception as exc:  # the PNGs are written; a dashboard must not fail the command
+        log.warning("figures not sent to W&B: %s", exc)
+        return
+    group = LoggerGroup([lg for lg in loggers if lg.name == "wandb"])
+    if not group.loggers:
+        return
+    for logger in group.loggers:
+        logger.job_type = "explain"
+    from reslab.run import describe
+
+    group.log_hparams(describe(cfg))
+    for tag, fig in figures.items():
+        group.log_figure(tag, fig, step)
+    group.finish("completed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,9 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for path in explain_run(parse_args(argv)):
-            print(path)
+        written = explain_run(parse_args(argv))
     except ReslabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    for path in written:
+        print(f"wrote {path}")
     return 0

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("cam", "gradcam")
 TARGETS = ("pred", "true")
+TARGET_WORDS = {"pred": "predicted", "true": "true"}
 
 
 def pick_images(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -62,17 +63,32 @@ def explain_maps(
     return grad_cam(model, x, layer, target, labels)
 
 
-def check_method(model: nn.Module, method: str, layer: str | None, key: str = "explain") -> None:
-    """Refuse, before training starts, a method the model cannot be explained with."""
+def check_method(model: nn.Module, method: str, layer: str | None) -> None:
+    """Refuse, before training starts, a timeline the model cannot be explained with."""
     if method not in METHODS:
-        raise ConfigError(f"{key}.method={method!r} is unknown; choose one of {', '.join(METHODS)}")
+        raise ConfigError(
+            f"explain.method={method!r} is unknown; choose one of {', '.join(METHODS)}"
+        )
+    net = unwrap(model)
+    if not any(isinstance(m, nn.Conv2d) for m in net.modules()):
+        raise ConfigError(
+            f"explain.cam_every_epoch=true needs convolutional feature maps and "
+            f"{type(net).__name__} has none; train a cnn or resnet, or draw this model's first "
+            "layer after training with scripts/explain.py run=<run> method=weights"
+        )
     try:
         if method == "cam":
-            gap_head(model)
+            gap_head(net)
         else:
-            find_layer(model, layer)
+            find_layer(net, layer)
     except ExplainError as exc:
-        raise ConfigError(f"{key}.cam_every_epoch: {exc}") from None
+        if method == "cam":
+            raise ConfigError(
+                f"explain.method=cam needs a model that ends in global average pooling and one "
+                f"linear layer, which this {type(net).__name__} does not; set model.head=gap "
+                "(cnn) or explain.method=gradcam"
+            ) from None
+        raise ConfigError(f"explain.{exc}") from None
 
 
 class CAMTimeline(Callback):
@@ -118,7 +134,7 @@ class CAMTimeline(Callback):
             self.labels,
             result.predictions,
             self.classes,
-            title=f"{self.label} of the {self.target} class, {title} (true / predicted)",
+            title=f"{self.label} of the {TARGET_WORDS[self.target]} class, {title} (true / predicted)",
         )
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:

@@ -25,22 +25,24 @@ def conv_layer_names(model: nn.Module) -> list[str]:
 
 
 def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
+    """The module called ``name`` (default: ``features``), or a one-line error naming the choices."""
     net = unwrap(model)
-    name = name or DEFAULT_LAYER
-    modules = dict(net.named_modules())
-    if name in modules and name:
-        return name, modules[name]
     convs = conv_layer_names(net)
     if not convs:
         raise ExplainError(
             f"{type(net).__name__} has no convolutional feature maps for Grad-CAM; "
             "use method=weights to see an MLP's first layer"
         )
+    name = name or DEFAULT_LAYER
+    modules = dict(net.named_modules())
+    if name and name in modules:
+        return name, modules[name]
     close = difflib.get_close_matches(name, list(modules), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
+    shown = ", ".join(convs) if len(convs) <= 4 else f"{convs[0]}, {convs[1]} ... {convs[-1]}"
     raise ExplainError(
         f"layer={name} is not a module of {type(net).__name__}; {hint}"
-        f"conv layers: {', '.join(convs[:3])} ... {convs[-1]} (or layer={DEFAULT_LAYER})"
+        f"use layer={DEFAULT_LAYER} (the last feature maps) or a conv layer: {shown}"
     )
 
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import nn  # noqa: E402
 
 from reslab.explain.state import unwrap  # noqa: E402
@@ -77,6 +78,7 @@ def gradient_flow_figure(curves: Mapping[str, Sequence[float]], title: str) -> F
             range(1, len(values) + 1), values, style, marker="o", ms=3, color=colour, label=label
         )
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (1 = input side)")
     ax.set_ylabel("gradient norm ||dL/dW||")
     ax.set_title(title, fontsize=9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -59,6 +60,59 @@ def overlay_figure(
     return sample_predictions_figure(
         overlay(images, maps), labels.cpu(), predictions.cpu(), classes, title=title
     )
+
+
+def maps_figure(
+    images: torch.Tensor,
+    rows: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    classes: list[str],
+    title: str,
+    cols: int = 8,
+) -> Figure:
+    """Each image above its overlays, one row per named map (e.g. class CAM and global map),
+    so the maps of one image can be compared; the image is titled ``true / predicted``."""
+    images = images.detach().cpu()
+    panels = [images, *(overlay(images, maps) for maps in rows.values())]
+    names = ["input", *rows]
+    n = len(images)
+    cols = max(1, min(cols, n))
+    groups = -(-n // cols)
+    fig, axes = plt.subplots(
+        groups * len(panels),
+        cols,
+        figsize=(1.3 * cols + 0.4, 1.35 * groups * len(panels) + 0.5),
+        squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (true, pred) in enumerate(zip(labels.tolist(), predictions.tolist())):
+        group, col = divmod(i, cols)
+        for r, (name, panel) in enumerate(zip(names, panels)):
+            ax = axes[group * len(panels) + r, col]
+            pixels = panel[i].permute(1, 2, 0).numpy()
+            if pixels.shape[2] == 1:
+                ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                ax.imshow(pixels)
+            if r == 0:
+                colour = "black" if true == pred else "red"
+                ax.set_title(f"{classes[true]} / {classes[pred]}", fontsize=7, color=colour)
+            if col == 0:
+                ax.text(
+                    -0.08,
+                    0.5,
+                    name,
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=7,
+                )
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def figure_to_image(fig: Figure) -> Image.Image:

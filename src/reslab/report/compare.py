@@ -120,7 +120,8 @@ def build_report(
 ) -> str:
     """report.md's text; writes the figures into ``out`` on the way."""
     rows = group_rows(runs)
-    parts = [f"# {title or 'Depth study: ' + ', '.join(p.name for p in sweeps)}", ""]
+    default_title = "Depth study: " + ", ".join(f"{p.parent.name}/{p.name}" for p in sweeps)
+    parts = [f"# {title or default_title}", ""]
     commands = [c for s in sweeps if (c := sweep_command(s))]
     if commands:
         parts += ["Made by:", "", "```bash", *commands, "```", ""]

@@ -45,7 +45,9 @@ def curves_figure(runs: list[Run]) -> Figure:
             labelled: set = set()
             for run in mine:
                 points = [
-                    (h["epoch"], h[key]) for h in run.history if isinstance(h.get(key), float)
+                    (h["epoch"], float(h[key]))
+                    for h in run.history
+                    if isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool)
                 ]
                 if not points:
                     continue

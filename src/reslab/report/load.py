@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from reslab.errors import ReslabError
+from reslab.sweep import job_sort_key
 from reslab.tracking.csv_logger import MetricsCSV
 
 # Overrides that say where or how a job ran, or which seed: not what sets runs apart.
@@ -86,7 +87,8 @@ def find_run_folders(path: Path) -> list[Path]:
         )
     if (path / "results.json").is_file():
         return [path]
-    return sorted(p.parent for p in path.rglob("results.json"))
+    folders = [p.parent for p in path.rglob("results.json")]
+    return sorted(folders, key=lambda f: (str(f.parent), *job_sort_key(f)))
 
 
 def load_run(folder: Path) -> Run:

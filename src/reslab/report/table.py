@@ -23,8 +23,13 @@ METRICS: list[tuple[str, str, Callable[[Run], float | None]]] = [
 
 def best_val_acc(run: Run) -> float | None:
     """The highest val/acc of any epoch (metrics.csv); results.json's value when there is no history."""
-    values = [row["val/acc"] for row in run.history if isinstance(row.get("val/acc"), float)]
+    values = [float(v) for row in run.history if _is_number(v := row.get("val/acc"))]
     return max(values) if values else run.results.get("val/acc")
+
+
+def _is_number(value: Any) -> bool:
+    # metrics.csv reads 1.0 back as the int 1: an accuracy of exactly 100% is still a number.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass

@@ -152,6 +152,13 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, sync_batchnorm: b
         return model
     from torch import nn
 
+    if sync_batchnorm and device.type != "cuda":
+        from reslab.errors import ConfigError
+
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU "
+            "kernel); set trainer.sync_batchnorm=false"
+        )
     if sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None

@@ -15,26 +15,36 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+# The trainer feeds its own logits and integer labels: torchmetrics' argument checks would only
+# cost a host synchronisation per batch on CUDA (they inspect the label values).
+NO_ARG_CHECKS = {"validate_args": False}
+
 
 def summary_metrics(num_classes: int) -> MetricCollection:
     """Accuracy, top-5 (when there are more than 5 classes), precision/recall/F1 macro and weighted."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro", **NO_ARG_CHECKS)}
     if num_classes > 5:
-        metrics["top5_acc"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        metrics["top5_acc"] = MulticlassAccuracy(
+            num_classes, top_k=5, average="micro", **NO_ARG_CHECKS
+        )
     for average in ("macro", "weighted"):
-        metrics[f"precision_{average}"] = MulticlassPrecision(num_classes, average=average)
-        metrics[f"recall_{average}"] = MulticlassRecall(num_classes, average=average)
-        metrics[f"f1_{average}"] = MulticlassF1Score(num_classes, average=average)
+        metrics[f"precision_{average}"] = MulticlassPrecision(
+            num_classes, average=average, **NO_ARG_CHECKS
+        )
+        metrics[f"recall_{average}"] = MulticlassRecall(
+            num_classes, average=average, **NO_ARG_CHECKS
+        )
+        metrics[f"f1_{average}"] = MulticlassF1Score(num_classes, average=average, **NO_ARG_CHECKS)
     return MetricCollection(metrics)
 
 
 def per_class_metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(
         {
-            "precision": MulticlassPrecision(num_classes, average=None),
-            "recall": MulticlassRecall(num_classes, average=None),
-            "f1": MulticlassF1Score(num_classes, average=None),
-            "confusion": MulticlassConfusionMatrix(num_classes),
+            "precision": MulticlassPrecision(num_classes, average=None, **NO_ARG_CHECKS),
+            "recall": MulticlassRecall(num_classes, average=None, **NO_ARG_CHECKS),
+            "f1": MulticlassF1Score(num_classes, average=None, **NO_ARG_CHECKS),
+            "confusion": MulticlassConfusionMatrix(num_classes, **NO_ARG_CHECKS),
         }
     )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +209,8 @@ class Trainer:
         loss_sum = torch.tensor(progress.get("loss_sum", 0.0), device=self.device)
         correct = torch.tensor(progress.get("correct", 0), device=self.device, dtype=torch.long)
         seen = progress.get("seen", 0)
-        guard = _FiniteGuard(self.device)
+        guard = _FiniteGuard(self.device, lambda: self.schedule.lr)
+        postfix = _HostReadback(self.device)
         bar = tqdm(
             loader,
             desc=f"epoch {epoch}/{self.max_epochs}",
@@ -219,7 +222,7 @@ class Trainer:
             with self.precision.autocast():
                 logits = self._train_model(x)
                 loss = self.loss_fn(logits, y)
-            guard.check(loss, self.global_step, self.schedule.lr)
+            guard.check(loss, self.global_step)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             for callback in self.callbacks:
@@ -236,9 +239,11 @@ class Trainer:
             loss_sum += loss.detach().float() * n
             correct += (logits.detach().argmax(1) == y).sum()
             if not bar.disable and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{correct.item() / seen:.3f}")
+                # On CUDA the numbers shown are a few steps old: reading them now would wait for the GPU.
+                for shown in postfix.push(torch.stack([loss.detach().float(), correct / seen])):
+                    bar.set_postfix(loss=f"{shown[0]:.4f}", acc=f"{shown[1]:.3f}")
             if self.stop_requested:
-                guard.flush(self.global_step, self.schedule.lr)
+                guard.flush()
                 self._epoch_progress = {
                     "loss_sum": loss_sum.item(),
                     "correct": int(correct.item()),
@@ -246,7 +251,7 @@ class Trainer:
                 }
                 self._save("last.pt")
                 raise TrainingInterrupted(self.stop_requested)
-        guard.flush(self.global_step, self.schedule.lr)
+        guard.flush()
         if self.dist.enabled:  # one all-reduce per epoch: the whole batch's numbers
             loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
         seen = max(seen, 1)
@@ -383,37 +388,73 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _HostReadback:
+    """Copy small device tensors to the host without waiting for the GPU.
+
+    On CUDA each pushed value goes to pinned memory asynchronously and is handed back by a
+    later ``push`` once its copy has finished (polled, never waited for, unless too many are
+    outstanding); ``drain`` waits for the rest. On CPU a value is handed back at once.
+    """
+
+    def __init__(self, device: torch.device, max_pending: int = 64) -> None:
+        self.cuda = device.type == "cuda"
+        self.max_pending = max_pending
+        self.pending: deque[tuple[Any, torch.Tensor, torch.cuda.Event]] = deque()
+
+    def push(self, value: torch.Tensor, tag: Any = None) -> list[torch.Tensor]:
+        return [v for _, v in self.push_tagged(value, tag)]
+
+    def push_tagged(self, value: torch.Tensor, tag: Any = None) -> list[tuple[Any, torch.Tensor]]:
+        if not self.cuda:
+            return [(tag, value)]
+        host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+        host.copy_(value.detach(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((tag, host, event))
+        ready = []
+        while self.pending and (self.pending[0][2].query() or len(self.pending) > self.max_pending):
+            tag_, host_, event_ = self.pending.popleft()
+            event_.synchronize()
+            ready.append((tag_, host_))
+        return ready
+
+    def drain(self) -> list[tuple[Any, torch.Tensor]]:
+        ready = []
+        while self.pending:
+            tag, host, event = self.pending.popleft()
+            event.synchronize()
+            ready.append((tag, host))
+        return ready
+
+
 class _FiniteGuard:
     """Stop on a NaN/inf loss without a host sync per step on CUDA.
 
-    On CPU the check is free and immediate. On CUDA the flag is copied to pinned memory
-    and read one step later, when that copy has long finished.
+    On CPU the check is cheap and immediate. On CUDA the flag is read back asynchronously and
+    checked a few steps later; ``flush`` (end of epoch, before a checkpoint) waits for all.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, lr: Callable[[], float]) -> None:
         self.cuda = device.type == "cuda"
-        self.pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
+        self.lr = lr
+        self.readback = _HostReadback(device)
 
-    def check(self, loss: torch.Tensor, step: int, lr: float) -> None:
+    def check(self, loss: torch.Tensor, step: int) -> None:
         if not self.cuda:
-            if not torch.isfinite(loss).item():
-                raise _non_finite(step, lr)
+            if not math.isfinite(loss.item()):
+                raise _non_finite(step, self.lr())
             return
-        self.flush(step, lr)
-        flag = torch.empty((), dtype=torch.bool, pin_memory=True)
-        flag.copy_(~torch.isfinite(loss.detach()), non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self.pending = (flag, event)
+        self._raise_if_bad(self.readback.push_tagged(~torch.isfinite(loss.detach()), step))
 
-    def flush(self, step: int, lr: float) -> None:
-        if self.pending is None:
-            return
-        flag, event = self.pending
-        self.pending = None
-        event.synchronize()
-        if bool(flag):
-            raise _non_finite(step, lr)
+    def flush(self) -> None:
+        self._raise_if_bad(self.readback.drain())
+
+    def _raise_if_bad(self, flags: list[tuple[Any, torch.Tensor]]) -> None:
+        for step, flag in flags:
+            if bool(flag):
+                self.readback.drain()
+                raise _non_finite(step, self.lr())
 
 
 def _non_finite(step: int, lr: float) -> NonFiniteLossError:

@@ -1,0 +1,410 @@
+"""reslab's trainer against the training loop a user would write by hand, in one process.
+
+    python scripts/benchmark.py                          # every case this machine can run
+    python scripts/benchmark.py --cases mlp,startup --epochs 4 --repeats 3 --out bench.json
+
+Three variants train the same model with the same optimizer, batch size and data, on the
+same device, interleaved (a b c, b c a, c a b, ...) so that a machine getting busier or
+quieter during the run affects all of them alike:
+
+  bare_loop          a hand-written loop: torch DataLoader over a Dataset that applies
+                     torchvision transforms per image, fp32 eager, loss.item() per step,
+                     validation under no_grad each epoch
+  reslab             reslab.run.train with default settings and the default loggers on
+                     (TensorBoard + W&B offline): data on the device, batched augmentation,
+                     bf16 autocast and channels_last on CUDA
+  reslab_dataloader  the same, but dataset.on_device=false: the bare loop's data path, so
+                     its ratio to bare_loop is the trainer's own overhead
+
+An epoch is training plus validation; its time, for reslab, runs between two consecutive
+per-epoch logging calls, so it includes logging and checkpointing. The first epoch of each
+run is warm-up and not counted. Data are random uint8 images of the real sets' shapes,
+written in their on-disk formats (throughput does not depend on pixel values).
+
+Cases: ``mlp`` (MNIST-shaped, CPU), ``resnet20`` and ``resnet56`` (CIFAR-shaped, CUDA; skipped
+without a GPU), ``startup`` (wall time of ``python train.py --cfg job``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+VARIANTS = ("bare_loop", "reslab", "reslab_dataloader")
+CASES = ("mlp", "resnet20", "resnet56", "startup")
+# Case -> (overrides, device it needs). CPU cases run on the CPU even where a GPU exists.
+TRAINING_CASES = {
+    "mlp": (["dataset=mnist", "model=mlp"], "cpu"),
+    "resnet20": (["dataset=cifar10", "model=resnet", "depth=20"], "cuda"),
+    "resnet56": (["dataset=cifar10", "model=resnet", "depth=56"], "cuda"),
+}
+COMMON = [
+    "trainer.early_stopping.patience=null",  # a fixed number of epochs
+    "trainer.progress=false",
+    "dataset.download=false",
+    "optimizer=sgd",
+]
+
+
+# ---------------------------------------------------------------- data files
+def write_mnist_shaped(root: Path, n_train: int, n_test: int, seed: int) -> None:
+    """Random 28x28 images and labels as MNIST's four IDX files in ``root/MNIST/raw``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def _write_idx(path: Path, array: Any) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    path.write_bytes(header + array.tobytes())
+
+
+def write_cifar_shaped(root: Path, n_train: int, n_test: int, seed: int) -> None:
+    """Random 3x32x32 images in CIFAR-10's python-pickle batches in ``root/cifar-10-batches-py``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [n_train // 5 + (i < n_train % 5) for i in range(5)] + [n_test]
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name, n in zip(names, sizes):
+        entry = {
+            "batch_label": name,
+            "labels": rng.integers(0, 10, size=n).tolist(),
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072}, f)
+
+
+# ----------------------------------------------------------- the bare loop
+def bare_loop(cfg: Any, data: Any, device: Any, epochs: int, workers: int) -> list[float]:
+    """The loop a user writes from the PyTorch tutorials; returns each epoch's seconds."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision.transforms import v2
+
+    from reslab.config.validate import build
+
+    class Images(Dataset):
+        def __init__(self, split: Any, transform: Any) -> None:
+            self.images, self.labels, self.transform = split.images, split.labels, transform
+
+        def __len__(self) -> int:
+            return len(self.labels)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return self.transform(self.images[i]), int(self.labels[i])
+
+    normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)]
+    augment = []
+    aug = cfg.dataset.get("augment") or {}
+    if aug.get("crop_padding"):
+        augment.append(v2.RandomCrop(data.input_shape[-1], padding=int(aug.crop_padding)))
+    if aug.get("hflip"):
+        augment.append(v2.RandomHorizontalFlip())
+    pin = device.type == "cuda"
+    loader_args = {"num_workers": workers, "pin_memory": pin, "persistent_workers": workers > 0}
+    train_loader = DataLoader(
+        Images(data.train, v2.Compose([*augment, *normalise])),
+        batch_size=int(cfg.dataset.batch_size),
+        shuffle=True,
+        **loader_args,
+    )
+    val_loader = DataLoader(
+        Images(data.val, v2.Compose(normalise)),
+        batch_size=int(cfg.dataset.eval_batch_size),
+        **loader_args,
+    )
+
+    torch.manual_seed(int(cfg.seed))
+    model = build(cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes)
+    model = model.to(device)
+    optimizer = build(cfg.optimizer)(model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        running_loss, correct, seen = 0.0, 0, 0
+        for x, y in train_loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        model.eval()
+        val_loss, val_correct = 0.0, 0
+        with torch.no_grad():
+            for x, y in val_loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = model(x)
+                val_loss += loss_fn(logits, y).item() * len(y)
+                val_correct += (logits.argmax(1) == y).sum().item()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# ------------------------------------------------------------ reslab's runs
+def reslab_run(cfg: Any, run_dir: Path) -> list[float]:
+    """reslab.run.train with the config's loggers; returns each epoch's seconds."""
+    from reslab.run import train
+    from reslab.tracking.base import RunLogger
+    from reslab.tracking.factory import build_loggers
+    from reslab.training.callbacks import Callback
+
+    ticks: list[float] = []
+
+    class EpochClock(RunLogger, Callback):
+        """Ticks at the start of fit and, last among the loggers, at each epoch's logging."""
+
+        name = "clock"
+
+        def on_fit_start(self, trainer: Any) -> None:
+            ticks.append(time.perf_counter())
+
+        def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+            ticks.append(time.perf_counter())
+
+    clock = EpochClock()
+    results = train(
+        cfg, run_dir, extra_loggers=[*build_loggers(cfg, run_dir), clock], extra_callbacks=[clock]
+    )
+    if results["status"] != "completed":
+        raise SystemExit(f"error: reslab run ended {results['status']}: {results.get('error')}")
+    return [b - a for a, b in zip(ticks, ticks[1:])]
+
+
+# ------------------------------------------------------------------ a case
+def run_case(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import torch
+
+    from reslab.config.compose import compose_train_config
+    from reslab.data import load_dataset
+
+    overrides, needs = TRAINING_CASES[name]
+    if needs == "cuda" and not torch.cuda.is_available():
+        print(f"{name}: skipped, no CUDA GPU on this machine", file=sys.stderr)
+        return {"skipped": "no CUDA GPU on this machine"}
+    device = torch.device(needs)
+    root = tmp / f"data-{name}"
+    n_train = args.train_size or (60000 if name == "mlp" else 50000)
+    n_test = max(args.train_size // 6, 100) if args.train_size else 10000
+    writer = write_mnist_shaped if name == "mlp" else write_cifar_shaped
+    writer(root, n_train, n_test, seed=0)
+    settings = [
+        *overrides,
+        *COMMON,
+        f"dataset.root={root}",
+        f"trainer.device={needs}",
+        f"trainer.max_epochs={args.epochs}",
+        f"dataset.num_workers={args.workers}",
+        *(["logger=none"] if args.no_loggers else ["logger=default", "logger.wandb.mode=offline"]),
+        *args.overrides,
+    ]
+    per_variant = {
+        "bare_loop": [*settings, "trainer.precision=32"],
+        "reslab": settings,
+        "reslab_dataloader": [*settings, "dataset.on_device=false"],
+    }
+    base_cfg = compose_train_config(CONFIG_DIR, settings, tmp / "compose")
+    data = load_dataset(base_cfg.dataset)
+    samples = len(data.train)
+    data_bytes = sum(s.images.nbytes + s.labels.nbytes for s in (data.train, data.val, data.test))
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for repeat in range(args.repeats):
+        shift = repeat % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            run_dir = tmp / f"{name}-{variant}-{repeat}"
+            cfg = compose_train_config(CONFIG_DIR, per_variant[variant], run_dir)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            if variant == "bare_loop":
+                epochs = bare_loop(cfg, data, device, args.epochs, args.workers)
+            else:
+                epochs = reslab_run(cfg, run_dir)
+            run = {"epoch_s": epochs, **_peak_memory(device)}
+            runs[variant].append(run)
+            counted = epochs[1:] or epochs
+            print(
+                f"{name} repeat {repeat + 1}/{args.repeats}  {variant:18s} "
+                f"median epoch {statistics.median(counted):7.3f} s  "
+                f"{samples / statistics.median(counted):9.0f} samples/s",
+                file=sys.stderr,
+            )
+    variants = {}
+    for variant, variant_runs in runs.items():
+        # Epoch 1 of every run is warm-up (allocations, cuDNN autotuning, lazy imports).
+        counted = [t for r in variant_runs for t in (r["epoch_s"][1:] or r["epoch_s"])]
+        median = statistics.median(counted)
+        variants[variant] = {
+            "median_epoch_s": median,
+            "samples_per_s": samples / median,
+            "runs": variant_runs,
+        }
+    bare, fast, same_path = (variants[v]["median_epoch_s"] for v in VARIANTS)
+    return {
+        "device": str(device),
+        "overrides": settings,
+        "train_images_per_epoch": samples,
+        "val_images_per_epoch": len(data.val),
+        "batch_size": int(base_cfg.dataset.batch_size),
+        "dataset_bytes_uint8": data_bytes,
+        "variants": variants,
+        "ratios": {
+            "overhead_same_data_path": same_path / bare,  # target <= 1.03
+            "speedup_reslab_vs_bare_loop": bare / fast,  # target >= 2.5 for ResNet-20 on a GPU
+        },
+    }
+
+
+def _peak_memory(device: Any) -> dict[str, float]:
+    import torch
+
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = {"process_peak_rss_mb": rss_kib / 1024}
+    if device.type == "cuda":
+        peak["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+def startup(repeats: int) -> dict[str, Any]:
+    """Wall time of `python train.py --cfg job`: imports, config composition, printing."""
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), "--cfg", "job"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        runs.append(time.perf_counter() - started)
+    return {
+        "command": "python train.py --cfg job",
+        "runs_s": runs,
+        "median_s": statistics.median(runs),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every case")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {CASES}")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (first is warm-up)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--train-size", type=int, default=0, help="training images (0: real size)")
+    parser.add_argument("--startup-repeats", type=int, default=5)
+    parser.add_argument(
+        "--no-loggers",
+        action="store_true",
+        help="metrics.csv only, no TensorBoard/W&B (quick checks)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "benchmark.json"
+    )
+    args = parser.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    report: dict[str, Any] = {
+        "command": " ".join(
+            ["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "machine": machine(),
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "workers": args.workers,
+        "loggers": "none" if args.no_loggers else "tensorboard+wandb(offline)",
+        "cases": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="reslab-benchmark-") as tmp:
+        for case in cases:
+            if case == "startup":
+                report["cases"][case] = startup(args.startup_repeats)
+            else:
+                report["cases"][case] = run_case(case, args, Path(tmp))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(summary(report))
+    print(f"written to {args.out}")
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    lines = []
+    for case, result in report["cases"].items():
+        if "skipped" in result:
+            lines.append(f"{case}: skipped ({result['skipped']})")
+        elif case == "startup":
+            lines.append(f"startup: {result['command']} median {result['median_s']:.2f} s")
+        else:
+            speeds = "  ".join(
+                f"{v} {result['variants'][v]['samples_per_s']:,.0f}/s" for v in VARIANTS
+            )
+            ratios = result["ratios"]
+            lines.append(
+                f"{case} on {result['device']}: {speeds}  |  "
+                f"overhead (reslab_dataloader/bare_loop epoch time) "
+                f"{ratios['overhead_same_data_path']:.3f}  "
+                f"speed-up (reslab vs bare_loop) {ratios['speedup_reslab_vs_bare_loop']:.2f}x"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""scripts/benchmark.py runs end to end and reports every variant, ratio and case."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from .conftest import run_cli
+
+VARIANTS = ("bare_loop", "reslab", "reslab_dataloader")
+
+
+def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
+    out = tmp_path / "bench.json"
+    epochs = 2
+    proc = run_cli(
+        "--cases=mlp,resnet20,startup",
+        "--train-size=300",
+        f"--epochs={epochs}",
+        "--repeats=1",
+        "--workers=0",
+        "--startup-repeats=1",
+        "--no-loggers",
+        f"--out={out}",
+        script="scripts/benchmark.py",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu_count"] and "torch" in report["machine"]
+
+    mlp = report["cases"]["mlp"]
+    assert mlp["device"] == "cpu"
+    assert mlp["train_images_per_epoch"] == 270  # 300 minus the 10% validation split
+    for variant in VARIANTS:
+        result = mlp["variants"][variant]
+        assert result["median_epoch_s"] > 0 and result["samples_per_s"] > 0
+        (run,) = result["runs"]
+        assert len(run["epoch_s"]) == epochs
+        assert run["process_peak_rss_mb"] > 0
+    ratios = mlp["ratios"]
+    bare, fast, same_path = (mlp["variants"][v]["median_epoch_s"] for v in VARIANTS)
+    assert ratios["overhead_same_data_path"] == same_path / bare
+    assert ratios["speedup_reslab_vs_bare_loop"] == bare / fast
+
+    resnet = report["cases"]["resnet20"]
+    if torch.cuda.is_available():
+        assert "cuda_max_allocated_mb" in resnet["variants"]["reslab"]["runs"][0]
+    else:
+        assert resnet == {"skipped": "no CUDA GPU on this machine"}
+    startup = report["cases"]["startup"]
+    assert startup["command"] == "python train.py --cfg job" and startup["median_s"] > 0
+    assert "overhead" in proc.stdout and "startup" in proc.stdout
