@@ -242,12 +242,15 @@ class ImageItems(torch.utils.data.Dataset):
     """``(image, label)`` one item at a time, through a torchvision transform."""
 
     def __init__(self, data: ImageSet, transform: Any) -> None:
-        self.images, self.labels, self.transform = data.images, data.labels, transform
+        self.images, self.transform = data.images, transform
+        # Plain ints: the DataLoader collates them into one tensor in a single call, where
+        # 0-d tensors would be indexed and stacked one by one (a measurable cost per batch).
+        self.labels = data.labels.tolist()
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.images[index]), self.labels[index]
 
 
