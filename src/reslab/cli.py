@@ -151,16 +151,21 @@ def run_job(cfg) -> float | None:
     """Hydra task: train one config into Hydra's output dir; one-line errors for user mistakes."""
     from hydra.core.hydra_config import HydraConfig
 
-    from reslab.run import train
+    from reslab.config.validate import check_config
+    from reslab.errors import TrainingInterrupted
     from reslab.sweep import record_failure
-    from reslab.tracking.factory import build_loggers, run_info_from_hydra
-    from reslab.training.distributed import detect
-    from reslab.training.trainer import TrainingInterrupted
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"
     try:
+        # A mistyped value fails here, before the dashboards, torchvision and torchmetrics
+        # are imported: about a second instead of several.
+        check_config(cfg)
+        from reslab.run import train
+        from reslab.tracking.factory import build_loggers, run_info_from_hydra
+        from reslab.training.distributed import detect
+
         # Dashboards get the job's name and, in a multirun, the sweep as their group.
         loggers = build_loggers(cfg, run_dir, run_info_from_hydra(hydra_cfg, cfg))
         loggers = loggers if detect().is_main else []  # under torchrun: one dashboard run
@@ -172,10 +177,10 @@ def run_job(cfg) -> float | None:
         sys.exit(128 + signal.Signals[exc.reason].value)
     except ReslabError as exc:
         log.error("error: %s", exc)
+        # results.json says failed (training writes its own once it has started).
+        record_failure(run_dir, exc, cfg)
         if multirun and not _debug():
-            # results.json says failed; the other jobs run on and the sweep summary reports it.
-            record_failure(run_dir, exc)
-            return None
+            return None  # the other jobs run on and the sweep summary reports this one
         if _debug():
             raise
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
@@ -184,7 +189,7 @@ def run_job(cfg) -> float | None:
             raise
         # A bug or out-of-memory in one job must not cost the sweep the other jobs' results.
         log.exception("job failed: %s", exc)
-        record_failure(run_dir, exc)
+        record_failure(run_dir, exc, cfg)
         return None
     value = results.get(cfg.monitor)
     return float(value) if value is not None else None

@@ -15,3 +15,11 @@ class DataError(ReslabError):
 
 class TrainingError(ReslabError):
     """Training cannot go on (NaN loss, out of memory, ...)."""
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal asked training to stop and last.pt has been saved."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason} received; last.pt saved, resume with resume=<run folder>")
+        self.reason = reason

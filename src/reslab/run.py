@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from reslab.config.shapes import DATASET_SHAPES
-from reslab.config.validate import build, check_model_builds, validate_config
+from reslab.config.validate import build, check_config
 from reslab.data import load_dataset
 from reslab.data.loader import Augmentation, DataLoaderBatches, TensorBatchLoader, on_device
-from reslab.errors import ConfigError, ReslabError, TrainingError
+from reslab.errors import ConfigError, ReslabError, TrainingError, TrainingInterrupted
 from reslab.explain.callbacks import explain_callbacks
 from reslab.figures import (
     confusion_matrix_figure,
@@ -34,6 +33,7 @@ from reslab.figures import (
 from reslab.models import count_params
 from reslab.seeding import seed_everything
 from reslab.tracking import LoggerGroup, MetricsCSV, write_json
+from reslab.tracking.results import describe
 from reslab.training import distributed
 from reslab.training.distributed import SINGLE, DistEnv
 from reslab.training.early_stopping import EarlyStopping, monitor_mode
@@ -43,30 +43,9 @@ from reslab.training.metrics import format_class_report
 from reslab.training.precision import resolve_device, resolve_precision
 from reslab.training.resume import load_resume_state
 from reslab.training.schedule import build_schedule
-from reslab.training.trainer import Trainer, TrainingInterrupted
+from reslab.training.trainer import Trainer
 
 log = logging.getLogger("reslab")
-
-
-def describe(cfg: DictConfig) -> dict[str, Any]:
-    """The facts a comparison report groups runs by."""
-    model = cfg.model
-    target = str(model.get("_target_", ""))
-    residual = bool(model.get("residual", False))
-    family = target.rsplit(".", 1)[-1].lower()
-    return {
-        "name": cfg.get("name"),
-        "model": family if family != "mlp" else ("residual_mlp" if residual else "mlp"),
-        "residual": residual,
-        "depth": cfg.get("depth"),
-        "width": cfg.get("width"),
-        "dataset": cfg.dataset.name,
-        "optimizer": str(cfg.optimizer.get("_target_", "")).rsplit(".", 1)[-1].lower(),
-        "lr": cfg.optimizer.get("lr"),
-        "batch_size": cfg.dataset.batch_size,
-        "seed": cfg.seed,
-        "monitor": cfg.monitor,
-    }
 
 
 def run_length_epochs(trainer_cfg: DictConfig, steps_per_epoch: int) -> int:
@@ -146,10 +125,7 @@ def train(
     dist_env = SINGLE
     stop: GracefulStop | None = None
     try:
-        validate_config(cfg)
-        if cfg.dataset.name in DATASET_SHAPES:
-            shape, n_classes = DATASET_SHAPES[cfg.dataset.name]
-            check_model_builds(cfg.model, shape, n_classes)
+        check_config(cfg)
         seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
         device = resolve_device(str(cfg.trainer.device))
         # Under torchrun/SLURM tasks: join the process group; rank 0 alone writes and logs.

@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from reslab.tracking.results import write_json
+from reslab.tracking.results import describe, write_json
 
 SUCCEEDED = ("completed", "stopped_early")
 
@@ -66,15 +66,23 @@ def job_outcome(job_dir: Path) -> JobOutcome:
     return JobOutcome(job_dir.name, str(results.get("status", "unknown")), results.get("error"))
 
 
-def record_failure(run_dir: Path, exc: BaseException) -> None:
-    """Write a failed results.json for a job that broke before training could write its own."""
+def record_failure(run_dir: Path, exc: BaseException, cfg: DictConfig | None = None) -> None:
+    """Write a failed results.json for a job that broke before training could write its own,
+    with the job's model, depth, ... so that the report can place it."""
     path = Path(run_dir) / "results.json"
     if path.exists():
         return
+    facts: dict[str, Any] = {}
+    if cfg is not None:
+        try:
+            facts = describe(cfg)
+        except Exception:  # a config too broken to describe still gets its failure recorded
+            facts = {}
     write_json(
         path,
         {
             "status": "failed",
+            **facts,
             "error": f"{exc.__class__.__name__}: {exc}".strip(),
             "traceback": "".join(traceback.format_exception(exc)),
         },

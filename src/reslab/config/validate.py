@@ -101,6 +101,16 @@ def build(cfg: DictConfig, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot build {cfg.get('_target_')}: {last}") from exc
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every check that needs no data: values, keys, and whether the model can be built."""
+    from reslab.config.shapes import DATASET_SHAPES
+
+    validate_config(cfg)
+    if cfg.dataset.name in DATASET_SHAPES:
+        shape, n_classes = DATASET_SHAPES[cfg.dataset.name]
+        check_model_builds(cfg.model, shape, n_classes)
+
+
 def check_model_builds(
     model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int
 ) -> None:

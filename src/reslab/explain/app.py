@@ -399,7 +399,7 @@ def to_dashboards(figures: dict[str, Figure], cfg: DictConfig, run_dir: Path, st
         return
     for logger in group.loggers:
         logger.job_type = "explain"
-    from reslab.run import describe
+    from reslab.tracking.results import describe
 
     group.log_hparams(describe(cfg))
     for tag, fig in figures.items():

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from reslab.training.checkpoint import atomic_write
 
 
@@ -28,3 +30,24 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """The facts a comparison report groups runs by."""
+    model = cfg.model
+    target = str(model.get("_target_", ""))
+    residual = bool(model.get("residual", False))
+    family = target.rsplit(".", 1)[-1].lower()
+    return {
+        "name": cfg.get("name"),
+        "model": family if family != "mlp" else ("residual_mlp" if residual else "mlp"),
+        "residual": residual,
+        "depth": cfg.get("depth"),
+        "width": cfg.get("width"),
+        "dataset": cfg.dataset.name,
+        "optimizer": str(cfg.optimizer.get("_target_", "")).rsplit(".", 1)[-1].lower(),
+        "lr": cfg.optimizer.get("lr"),
+        "batch_size": cfg.dataset.batch_size,
+        "seed": cfg.seed,
+        "monitor": cfg.monitor,
+    }

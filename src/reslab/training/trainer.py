@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from reslab.errors import TrainingError
+from reslab.errors import TrainingError, TrainingInterrupted
 from reslab.tracking.base import LoggerGroup
 from reslab.training.callbacks import Callback
 from reslab.training.checkpoint import load_checkpoint, save_checkpoint
@@ -62,14 +62,6 @@ class TestResult:
 
 class NonFiniteLossError(TrainingError):
     pass
-
-
-class TrainingInterrupted(Exception):
-    """Raised after a signal asked training to stop and last.pt has been saved."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"{reason} received; last.pt saved, resume with resume=<run folder>")
-        self.reason = reason
 
 
 class Trainer:
