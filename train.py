@@ -5,7 +5,7 @@ from pathlib import Path
 
 import hydra
 
-from reslab.cli import preflight, resume_overrides, run_job
+from reslab.cli import preflight, resume_argv, run_job
 from reslab.training.distributed import worker_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -18,6 +18,6 @@ def main(cfg) -> float | None:
 
 if __name__ == "__main__":
     preflight(sys.argv[1:], CONFIG_DIR)
-    sys.argv += resume_overrides(sys.argv[1:])
+    sys.argv[1:] = resume_argv(sys.argv[1:], CONFIG_DIR)  # resume=<run>: its overrides, its folder
     sys.argv += worker_overrides()  # torchrun: ranks other than 0 write no run folder
     main()

@@ -104,15 +104,34 @@ def test_sigterm_from_outside_saves_and_resume_continues_in_place(tmp_path):
     done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
     assert 1 <= done < 200
 
-    # `resume=<folder>` continues in that folder, here up to a shorter budget.
+    # `resume=<folder>` alone continues in that folder with the run's own overrides (data
+    # root, batch size, ...); values given now win, here a shorter budget.
     budget = done + 1
-    again = run_cli(f"trainer.max_epochs={budget}", *args[1:-1], f"resume={run_dir}")
+    again = run_cli(f"trainer.max_epochs={budget}", f"resume={run_dir}")
     assert again.returncode == 0, again.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed" and results["epochs"] == budget
+    assert results["batch_size"] == 16
     assert [row["epoch"] for row in MetricsCSV.read(run_dir / "metrics.csv")] == list(
         range(1, budget + 1)
     )
+
+    # A resume that would change the model is refused before anything in the run is touched.
+    def folder_state():
+        return [
+            (p.name, p.read_bytes())
+            for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.suffix in (".json", ".yaml", ".csv", ".pt")
+        ]
+
+    before = folder_state()
+    refused = run_cli("model=cnn", f"resume={run_dir}")
+    assert refused.returncode == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, refused.stderr
+    assert "model._target_ (checkpoint 'reslab.models.MLP', now 'reslab.models.CNN')" in errors[0]
+    assert "Traceback" not in refused.stderr
+    assert folder_state() == before
 
 
 def test_preempted_submitit_job_requeues_and_resumes_by_itself(tmp_path):

@@ -135,16 +135,49 @@ def preflight(argv: list[str], config_dir: Path) -> None:
             )
 
 
-def resume_overrides(argv: list[str]) -> list[str]:
-    """``resume=<run>`` continues in the run's own folder unless hydra.run.dir is given."""
-    if any(a.startswith("hydra.run.dir=") for a in argv) or "-m" in argv or "--multirun" in argv:
-        return []
-    for arg in argv:
-        if arg.startswith("resume=") and arg != "resume=null":
-            from reslab.training.resume import run_dir_of
+def _override_key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
 
-            return [f"hydra.run.dir={run_dir_of(arg.split('=', 1)[1]).resolve()}"]
-    return []
+
+def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
+    """``resume=<run>``: the run's own overrides first (those given now win), the run's folder
+    as the run folder, and the checkpoint checked against the config before Hydra writes
+    anything, so a refused resume leaves the run as it was."""
+    resume = next((a.split("=", 1)[1] for a in argv if _override_key(a) == "resume"), None)
+    if resume in (None, "", "null") or "-m" in argv or "--multirun" in argv:
+        return argv
+    from omegaconf import OmegaConf
+
+    from reslab.config.compose import compose_train_config
+    from reslab.training.checkpoint import load_checkpoint
+    from reslab.training.resume import (
+        checkpoint_path,
+        config_differences,
+        run_dir_of,
+        saved_overrides,
+    )
+
+    try:
+        path = checkpoint_path(resume)
+        run_dir = run_dir_of(resume)
+        given = {_override_key(a) for a in argv}
+        earlier = [
+            o for o in saved_overrides(run_dir) if _override_key(o) not in given | {"resume"}
+        ]
+        argv = [*earlier, *argv]
+        if "hydra.run.dir" not in given:
+            argv.append(f"hydra.run.dir={run_dir.resolve()}")
+        cfg = compose_train_config(config_dir, [a for a in argv if not a.startswith("hydra.")])
+        saved = load_checkpoint(path).get("config") or {}
+    except ReslabError as exc:
+        fail(str(exc))
+    diffs = config_differences(OmegaConf.to_container(cfg, resolve=True), saved)
+    if diffs:
+        fail(
+            f"cannot resume from {path}: the config differs in {'; '.join(diffs)}; "
+            "resume with the original values or start a new run"
+        )
+    return argv
 
 
 def run_job(cfg) -> float | None:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reslab.errors import ConfigError
 from reslab.training.checkpoint import load_checkpoint
@@ -45,6 +45,15 @@ def run_dir_of(resume: str | Path) -> Path:
     """The run folder a resumed run continues to write into."""
     path = Path(resume).expanduser()
     return path if path.is_dir() or path.suffix != ".pt" else path.parent.parent
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was started with (Hydra keeps them in .hydra/)."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    saved = OmegaConf.load(path)
+    return [str(o) for o in saved] if isinstance(saved, ListConfig) else []
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
