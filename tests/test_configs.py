@@ -1,10 +1,14 @@
 """Every model x dataset composes and builds; top-level knobs reach the groups; schedules step right."""
 
+import math
+
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from reslab.config.shapes import DATASET_SHAPES
+from reslab.config.validate import validate_config
+from reslab.errors import ConfigError
 from reslab.training.schedule import build_schedule
 
 from .conftest import compose_config
@@ -81,7 +85,20 @@ def test_linear_warmup_then_schedule():
     assert ramp == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
     assert schedule.lr == pytest.approx(0.1)
     schedule.after_epoch(1.0)
-    assert schedule.lr < 0.1
+    # The 4 epochs after warm-up follow the cosine of a 4-epoch run without warm-up: they
+    # start at the base lr and the last one is not spent at eta_min.
+    per_epoch = []
+    for _ in range(4):
+        per_epoch.append(schedule.lr)
+        for _ in range(10):
+            schedule.after_batch()
+        schedule.after_epoch(1.0)
+    assert per_epoch == pytest.approx([0.1 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)])
+
+
+def test_plateau_refuses_a_per_step_interval():
+    with pytest.raises(ConfigError, match="scheduler.interval=epoch"):
+        validate_config(compose_config("scheduler=plateau", "scheduler.interval=step"))
 
 
 def test_plateau_follows_the_monitored_metric():
@@ -93,3 +110,14 @@ def test_plateau_follows_the_monitored_metric():
     assert schedule.lr == pytest.approx(0.1)
     schedule.after_epoch(0.9)  # worse: halved
     assert schedule.lr == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("monitor", ["val/f1_macro", "train/loss", "val/top5_acc"])
+def test_every_logged_metric_can_be_monitored(monitor):
+    validate_config(compose_config(f"monitor={monitor}"))
+
+
+@pytest.mark.parametrize("monitor", ["val/accuracy", "test/acc", "lr"])
+def test_a_metric_that_is_not_logged_is_refused_before_training(monitor):
+    with pytest.raises(ConfigError, match="choose one of val/loss, val/acc"):
+        validate_config(compose_config(f"monitor={monitor}"))

@@ -43,6 +43,13 @@ def test_lab_mlp_784_256_128_10():
     assert shapes == [(256, 784), (128, 256), (10, 128)]
 
 
+def test_explicit_hidden_sizes_must_agree_with_depth():
+    # Runs are named, recorded and compared by depth: it has to be the depth that is built.
+    with pytest.raises(ConfigError, match=r"builds 4 weight layers; set depth=4"):
+        MLP((1, 28, 28), 10, depth=3, hidden_sizes=[512, 256, 128])
+    assert weight_layer_depth(MLP((1, 28, 28), 10, depth=4, hidden_sizes=[512, 256, 128])) == 4
+
+
 @pytest.mark.parametrize("head,depth", [("fc", 3), ("fc", 8), ("gap", 2), ("gap", 12)])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_cnn_depth_and_forward(head, depth, shape):

@@ -29,6 +29,17 @@ def _number(cfg: DictConfig, key: str, kind: type = float) -> Any:
     return kind(value)
 
 
+# What the trainer logs per epoch that early stopping, best.pt and plateau schedules can follow.
+MONITORABLE = (
+    "val/loss",
+    "val/acc",
+    "val/top5_acc",
+    *(f"val/{m}_{avg}" for m in ("f1", "precision", "recall") for avg in ("macro", "weighted")),
+    "train/loss",
+    "train/acc",
+)
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -79,10 +90,19 @@ def validate_config(cfg: DictConfig) -> None:
         f"trainer.early_stopping.mode={mode!r} must be auto, min or max",
     )
 
+    scheduler = cfg.get("scheduler") or {}
+    _check(
+        not str(scheduler.get("_target_")).endswith("ReduceLROnPlateau")
+        or scheduler.get("interval", "epoch") == "epoch",
+        "scheduler=plateau steps once per epoch on the monitored metric; "
+        "use scheduler.interval=epoch",
+    )
+
     monitor = cfg.get("monitor")
     _check(
-        isinstance(monitor, str) and monitor.startswith(("val/", "train/")),
-        f"monitor={monitor!r} must name a logged metric such as val/loss or val/acc (the test set is never monitored)",
+        monitor in MONITORABLE,
+        f"monitor={monitor!r} must name a logged metric such as val/loss or val/acc (the test set "
+        f"is never monitored); choose one of {', '.join(MONITORABLE)}",
     )
     _number(cfg, "seed", int)
 

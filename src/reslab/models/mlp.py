@@ -76,6 +76,14 @@ class MLP(nn.Module):
                     "model.hidden_sizes needs a uniform width; set model.hidden_sizes=null",
                 )
             sizes = [fan_in, *map(int, hidden_sizes)]
+            # depth is what runs are named, recorded and compared by: it must be the real one.
+            require_depth(
+                name,
+                depth,
+                depth == len(sizes),
+                f"model.hidden_sizes={list(hidden_sizes)} builds {len(sizes)} weight layers; "
+                f"set depth={len(sizes)}",
+            )
             self.depth = len(sizes)
             self.features = nn.Sequential(
                 *(LinearUnit(a, b, norm, dropout) for a, b in zip(sizes, sizes[1:]))

@@ -35,6 +35,9 @@ class LRSchedule:
         self.warmup_steps = warmup_steps
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.steps_done = 0
+        # The epoch in which warm-up ended ends without a scheduler step: the next epoch then
+        # runs at the schedule's first value (the base lr), as a run without warm-up starts.
+        self.skip_epoch_step = False
         if warmup_steps > 0:
             self._set_warmup_lr(0)
 
@@ -60,6 +63,7 @@ class LRSchedule:
         if self.steps_done == self.warmup_steps:
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base
+            self.skip_epoch_step = True
             return
         if self.scheduler is not None and self.interval == "step":
             self.scheduler.step()
@@ -67,6 +71,9 @@ class LRSchedule:
     def after_epoch(self, monitored: float | None) -> None:
         """Call once per epoch with the monitored metric's value."""
         if self.scheduler is None or self.interval != "epoch" or self.in_warmup:
+            return
+        if self.skip_epoch_step:
+            self.skip_epoch_step = False
             return
         if self.is_plateau:
             self.scheduler.step(monitored)
@@ -80,11 +87,13 @@ class LRSchedule:
     def state_dict(self) -> dict:
         return {
             "steps_done": self.steps_done,
+            "skip_epoch_step": self.skip_epoch_step,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.steps_done = state["steps_done"]
+        self.skip_epoch_step = bool(state.get("skip_epoch_step", False))
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
 
