@@ -193,3 +193,19 @@ def test_sync_batchnorm_without_cuda_is_a_config_error():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(ConfigError, match="trainer.sync_batchnorm"):
         wrap(model, DistEnv(0, 2, 0), torch.device("cpu"), sync_batchnorm=True)
+
+
+@pytest.mark.parametrize("path", [TensorBatchLoader, DataLoaderBatches])
+def test_random_crop_pads_with_black_on_both_data_paths(path):
+    # A white image cropped from a 4-pixel padding: every pixel is white or padding, and the
+    # padding is black (0 before normalisation), as torchvision's RandomCrop and the paper do.
+    white = ImageSet(torch.full((40, 3, 8, 8), 255, dtype=torch.uint8), torch.zeros(40).long())
+    extra = {"num_workers": 0} if path is DataLoaderBatches else {}
+    loader = path(white, 40, MEAN, STD, shuffle=True, augmentation=Augmentation(4, False), **extra)
+    ((x, _),) = list(loader)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    black, bright = (0 - mean) / std, (1 - mean) / std
+    is_black = torch.isclose(x, black.expand_as(x), atol=1e-5)
+    is_white = torch.isclose(x, bright.expand_as(x), atol=1e-5)
+    assert bool((is_black | is_white).all())
+    assert bool(is_black.any()) and bool(is_white.any())

@@ -197,11 +197,14 @@ class TensorBatchLoader(_ShardedBatches):
             yield self._prepare(x_u8), y
 
     def _prepare(self, x_u8: torch.Tensor) -> torch.Tensor:
-        x = torch.addcmul(self._shift, x_u8.float(), self._scale)
+        x = x_u8.float()
         if self.augmentation.active:
+            # Augment the raw pixel values, so padding is black (0) as in torchvision's
+            # RandomCrop on the image and in the paper, not the mean colour.
             x = random_crop(x, self.augmentation.crop_padding, self._augment_generator)
             if self.augmentation.hflip:
                 x = random_hflip(x, self._augment_generator)
+        x = torch.addcmul(self._shift, x, self._scale)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
