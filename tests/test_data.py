@@ -1,5 +1,6 @@
 """Datasets load through the same code path as the real sets, offline, with clear errors when they cannot."""
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,31 @@ def test_mnist_reads_idx_files_from_root(tmp_path):
     data = load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
     assert data.source.startswith("MNIST files")
     assert len(data.train) + len(data.val) == 60 and len(data.test) == 20
+
+
+def test_mnist_reads_gzipped_idx_files_without_network(tmp_path):
+    # The files as yann.lecun.com and its mirrors serve them: four .gz files.
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        for kind, array in (
+            ("images-idx3", rng.integers(0, 256, (n, 28, 28))),
+            ("labels-idx1", np.arange(n) % 10),
+        ):
+            plain = raw / f"{split}-{kind}-ubyte"
+            write_idx(plain, array)
+            (raw / f"{plain.name}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+            plain.unlink()
+    data = load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
+    assert data.source.startswith("MNIST files")
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 20
+
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    packed = raw / "t10k-labels-idx1-ubyte.gz"
+    packed.write_bytes(packed.read_bytes()[:20])
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz is corrupt or truncated"):
+        load_dataset(_dataset_cfg("mnist", tmp_path, download=False))
 
 
 def test_mnist_truncated_file_is_reported(tmp_path):

@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import math
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,25 +88,37 @@ def _raw_present(cls: type[datasets.MNIST], root: Path) -> bool:
     return all((raw / name).exists() for name in RAW_FILES)
 
 
-def _install_debian_fashion_mnist(root: Path) -> bool:
-    """Decompress Debian's Fashion-MNIST files into torchvision's layout; False if absent."""
-    if not all((DEBIAN_FASHION_MNIST / f"{n}.gz").exists() for n in RAW_FILES):
+def _unpack_idx_gz(source: Path, raw: Path) -> bool:
+    """Decompress the four ``<name>.gz`` IDX files in ``source`` into ``raw`` (torchvision's
+    layout); False if they are not all there."""
+    if not all((source / f"{n}.gz").exists() for n in RAW_FILES):
         return False
-    raw = root / "FashionMNIST" / "raw"
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-        for name in RAW_FILES:
-            tmp = raw / f".{name}.tmp"
-            with (
-                gzip.open(DEBIAN_FASHION_MNIST / f"{name}.gz", "rb") as src,
-                open(tmp, "wb") as dst,
-            ):
+    for name in RAW_FILES:
+        packed = source / f"{name}.gz"
+        tmp = raw / f".{name}.tmp"
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             tmp.replace(raw / name)
-    except OSError as exc:
-        raise DataError(
-            f"cannot write Fashion-MNIST into {raw} ({exc.strerror}); set dataset.root to a writable folder"
-        ) from exc
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataError(
+                f"{packed} is corrupt or truncated ({exc.__class__.__name__}); delete it and "
+                "fetch it again (dataset.download=true)"
+            ) from exc
+        except OSError as exc:
+            raise DataError(
+                f"cannot write {name} into {raw} ({exc.strerror}); set dataset.root to a "
+                "writable folder"
+            ) from exc
+    return True
+
+
+def _install_debian_fashion_mnist(root: Path) -> bool:
+    """Decompress Debian's Fashion-MNIST files into torchvision's layout; False if absent."""
+    if not _unpack_idx_gz(DEBIAN_FASHION_MNIST, root / "FashionMNIST" / "raw"):
+        return False
     log.info(
         "Fashion-MNIST: using Debian's dataset-fashion-mnist files from %s", DEBIAN_FASHION_MNIST
     )
@@ -114,7 +127,9 @@ def _install_debian_fashion_mnist(root: Path) -> bool:
 
 def load_fashion_mnist(root: Path, download: bool) -> tuple[ImageSet, ImageSet, list[str], str]:
     cls = datasets.FashionMNIST
-    if _raw_present(cls, root):
+    if _raw_present(cls, root) or _unpack_idx_gz(
+        root / "FashionMNIST" / "raw", root / "FashionMNIST" / "raw"
+    ):
         source = f"Fashion-MNIST files in {root / 'FashionMNIST'}"
     elif _install_debian_fashion_mnist(root):
         source = f"Fashion-MNIST from {DEBIAN_FASHION_MNIST} (Debian dataset-fashion-mnist)"
@@ -169,7 +184,8 @@ def load_mnist(
     root: Path, download: bool, offline_fallback: bool
 ) -> tuple[ImageSet, ImageSet, list[str], str]:
     cls = datasets.MNIST
-    if _raw_present(cls, root):
+    raw = root / "MNIST" / "raw"
+    if _raw_present(cls, root) or _unpack_idx_gz(raw, raw):  # the IDX files, packed or not
         train, test = _load_torchvision(cls, root, download=False)
         return train, test, MNIST_CLASSES, f"MNIST files in {root / 'MNIST'}"
     error: Exception | None = None
