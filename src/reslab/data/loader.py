@@ -49,14 +49,14 @@ class _ShardedBatches:
         data: ImageSet,
         batch_size: int,
         *,
-        device: torch.device | str,
-        shuffle: bool,
-        drop_last: bool,
-        seed: int,
-        limit_batches: int | None,
-        channels_last: bool,
-        rank: int,
-        world_size: int,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        limit_batches: int | None = None,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> ImageSet:
         """Set the shared state; returns the part of ``data`` this rank holds."""
         self.device = torch.device(device)
@@ -306,29 +306,14 @@ class DataLoaderBatches(_ShardedBatches):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         *,
-        device: torch.device | str = "cpu",
-        shuffle: bool = False,
-        drop_last: bool = False,
         augmentation: Augmentation | None = None,
-        seed: int = 0,
-        limit_batches: int | None = None,
-        channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
         num_workers: int = 2,
+        seed: int = 0,
+        **sharding: Any,
     ) -> None:
-        data = self._setup(
-            data,
-            batch_size,
-            device=device,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            seed=seed,
-            limit_batches=limit_batches,
-            channels_last=channels_last,
-            rank=rank,
-            world_size=world_size,
-        )
+        """``sharding``: device, shuffle, drop_last, limit_batches, channels_last, rank and
+        world_size, as for ``TensorBatchLoader``."""
+        data = self._setup(data, batch_size, seed=seed, **sharding)
         size = int(data.images.shape[-1])
         self.dataset = ImageItems(
             data, item_transform(mean, std, augmentation or Augmentation(), size)
@@ -340,9 +325,9 @@ class DataLoaderBatches(_ShardedBatches):
             sampler=_ShardSampler(self),
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
-            drop_last=drop_last,
+            drop_last=self.drop_last,
             persistent_workers=num_workers > 0,
-            generator=torch.Generator().manual_seed(seed + 1 + rank),  # workers' seeds
+            generator=torch.Generator().manual_seed(seed + 1 + self.rank),  # workers' seeds
         )
 
     @property
