@@ -185,3 +185,57 @@ def test_preempted_submitit_job_requeues_and_resumes_by_itself(tmp_path):
     assert [row["epoch"] for row in MetricsCSV.read(metrics)] == list(range(1, epochs + 1))
     log = (run_dir / "train.log").read_text()
     assert "SIGUSR2 received" in log and "resuming from" in log
+
+
+def _lrs(run_dir):
+    return [row["lr"] for row in MetricsCSV.read(run_dir / "metrics.csv")]
+
+
+def test_resume_with_a_larger_budget_continues_a_milestone_schedule(tmp_path):
+    """A budget-free schedule (milestones in epochs) continues from where it stopped: the
+    resumed run's lr column and metrics equal those of a run given the larger budget at once."""
+    schedule = ["optimizer=sgd", "scheduler=multistep", "scheduler.milestones=[2,3]"]
+    straight = tmp_path / "straight"
+    train(_cfg(tmp_path, *schedule, "trainer.max_epochs=4"), straight)
+    run_dir = tmp_path / "run"
+    train(_cfg(tmp_path, *schedule, "trainer.max_epochs=2"), run_dir)
+    resumed = train(_cfg(tmp_path, *schedule, "trainer.max_epochs=4", f"resume={run_dir}"), run_dir)
+    assert resumed["resumed_from_epoch"] == 2 and resumed["epochs"] == 4
+    assert _lrs(run_dir) == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert _metrics(run_dir) == _metrics(straight)
+
+
+def same_overrides(scheduler):
+    return ["optimizer=sgd", f"scheduler={scheduler}", "trainer.max_epochs=2"]
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
+def test_resume_that_would_reshape_a_budget_schedule_is_refused_and_changes_nothing(
+    tmp_path, scheduler
+):
+    run_dir = tmp_path / "run"
+    train(
+        _cfg(tmp_path, "optimizer=sgd", f"scheduler={scheduler}", "trainer.max_epochs=2"), run_dir
+    )
+    before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    longer = _cfg(tmp_path, "optimizer=sgd", f"scheduler={scheduler}", f"resume={run_dir}")
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs \(checkpoint 2, now 3\)"):
+        train(longer, run_dir)
+    assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # The same budget resumes: the run had finished, so nothing is trained again.
+    lrs = _lrs(run_dir)
+    again = train(_cfg(tmp_path, *same_overrides(scheduler), f"resume={run_dir}"), run_dir)
+    assert again["status"] == "completed" and again["epochs"] == 2
+    assert _lrs(run_dir) == lrs and lrs[1] < lrs[0]
+
+
+def test_resume_refuses_another_optimizer_or_a_changed_lr(tmp_path):
+    run_dir = tmp_path / "run"
+    train(_cfg(tmp_path, "trainer.max_epochs=1"), run_dir)
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer._target_ \(checkpoint 'torch.optim.Adam', now 'torch.optim.SGD'\)",
+    ):
+        train(_cfg(tmp_path, "optimizer=sgd", f"resume={run_dir}"), run_dir)
+    with pytest.raises(ConfigError, match=r"optimizer.lr \(checkpoint 0.001, now 0.01\)"):
+        train(_cfg(tmp_path, "optimizer.lr=0.01", f"resume={run_dir}"), run_dir)

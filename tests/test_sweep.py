@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from reslab.config.shapes import DATASET_SHAPES
-from reslab.config.validate import check_model_builds
+from reslab.config.validate import check_model_builds, validate_config
 from reslab.errors import ConfigError
 from reslab.report.compare import main as compare
 from reslab.run import run_length_epochs, train
@@ -184,7 +184,7 @@ def test_max_steps_sets_the_run_length_and_step_milestones_count_iterations(tmp_
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
     assert lrs == pytest.approx([1e-4, 1e-5, 1e-5])  # after 5, 10 and 15 iterations
     with pytest.raises(ConfigError, match="trainer.max_steps=0"):
-        run_length_epochs(compose_config("trainer.max_steps=0").trainer, 10)
+        validate_config(compose_config("trainer.max_steps=0"))
 
 
 def test_slurm_preset_becomes_a_job_array_with_partition_gpus_and_time_limit(tmp_path, monkeypatch):

@@ -9,6 +9,10 @@ class ConfigError(ReslabError):
     """A config value that cannot work (bad depth, negative learning rate, ...)."""
 
 
+class ResumeRefused(ConfigError):
+    """A resume that would not continue the same run; the run folder is left as it was."""
+
+
 class DataError(ReslabError):
     """A dataset that is missing, corrupt or cannot be fetched."""
 

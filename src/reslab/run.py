@@ -22,7 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from reslab.config.validate import build, check_config
 from reslab.data import load_dataset
 from reslab.data.loader import Augmentation, DataLoaderBatches, TensorBatchLoader, on_device
-from reslab.errors import ConfigError, ReslabError, TrainingError, TrainingInterrupted
+from reslab.errors import (
+    ConfigError,
+    ReslabError,
+    ResumeRefused,
+    TrainingError,
+    TrainingInterrupted,
+)
 from reslab.explain.callbacks import explain_callbacks
 from reslab.figures import (
     confusion_matrix_figure,
@@ -54,12 +60,7 @@ def run_length_epochs(trainer_cfg: DictConfig, steps_per_epoch: int) -> int:
     max_steps = trainer_cfg.get("max_steps")
     if max_steps is None:
         return int(trainer_cfg.max_epochs)
-    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-        raise ConfigError(
-            f"trainer.max_steps={max_steps} must be a whole number >= 1 (e.g. 64000), "
-            "or null to train for trainer.max_epochs"
-        )
-    return math.ceil(max_steps / max(1, steps_per_epoch))
+    return math.ceil(int(max_steps) / max(1, steps_per_epoch))
 
 
 def build_loaders(
@@ -124,8 +125,10 @@ def train(
     loggers = LoggerGroup()
     dist_env = SINGLE
     stop: GracefulStop | None = None
+    refused = False  # a refused resume leaves the run it pointed at as it was
     try:
         check_config(cfg)
+        resume_state = load_resume_state(cfg, run_dir)
         seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
         device = resolve_device(str(cfg.trainer.device))
         # Under torchrun/SLURM tasks: join the process group; rank 0 alone writes and logs.
@@ -139,6 +142,9 @@ def train(
         results.update(
             params=count_params(model),
             data_source=data.source,
+            n_train=len(data.train),
+            n_val=len(data.val),
+            n_test=len(data.test),
             device=str(device),
             precision=precision.name,
         )
@@ -167,7 +173,6 @@ def train(
             max_epochs=max_epochs,
             monitor_mode=mode,
         )
-        resume_state = load_resume_state(cfg, run_dir)
         history = resume_state["history"] if resume_state else []
         if dist_env.is_main:
             loggers.add(MetricsCSV(run_dir / "metrics.csv", rows=history))
@@ -250,6 +255,7 @@ def train(
         results["error"] = f"TrainingError: {message}"
         raise TrainingError(message) from exc
     except BaseException as exc:
+        refused = isinstance(exc, ResumeRefused)
         interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
         results["status"] = "interrupted" if interrupted else "failed"
         results["error"] = f"{exc.__class__.__name__}: {exc}".strip()
@@ -259,7 +265,7 @@ def train(
     finally:
         results["duration_s"] = round(time.time() - started, 3)
         loggers.finish(results["status"])
-        if dist_env.is_main:
+        if dist_env.is_main and not refused:
             write_json(run_dir / "results.json", results)
         distributed.teardown(dist_env)
         if stop is not None:

@@ -9,12 +9,15 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from reslab.errors import ConfigError
+from reslab.errors import ConfigError, ResumeRefused
 from reslab.training.checkpoint import load_checkpoint
+from reslab.training.schedule import BUDGET_KEYS, budget_sets_length
 
 log = logging.getLogger(__name__)
 
-# Keys that define what is trained on what; anything else (epochs, loggers, lr schedule) may change.
+# Keys that define what is trained on what, and how: the checkpoint's optimizer and schedule
+# state would silently override a changed optimizer or scheduler. Anything else (the epoch
+# budget, loggers, devices) may change, except the budget when it sets the schedule's length.
 MUST_MATCH = (
     "model",
     "depth",
@@ -22,11 +25,17 @@ MUST_MATCH = (
     "dataset.name",
     "dataset.val_fraction",
     "dataset.split_seed",
+    "dataset.train_size",
+    "dataset.standardize",
     "dataset.batch_size",
     "dataset.augment",
+    "optimizer",
+    "scheduler",
     "seed",
 )
 UNFINISHED = ("interrupted", "running")
+# What a checkpoint written before a key existed trained with.
+LEGACY_DEFAULTS = {"dataset.train_size": None, "dataset.standardize": True}
 
 
 def checkpoint_path(resume: str | Path) -> Path:
@@ -65,16 +74,40 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+def must_match(now: dict, saved: dict) -> tuple[str, ...]:
+    """MUST_MATCH, plus the budget when the schedule's length comes from it (cosine, one-cycle)."""
+    schedules = (now.get("scheduler"), saved.get("scheduler"))
+    if any(budget_sets_length(s) for s in schedules):
+        return (*MUST_MATCH, *BUDGET_KEYS)
+    return MUST_MATCH
+
+
 def config_differences(now: dict, saved: dict) -> list[str]:
-    """``key (checkpoint X, now Y)`` for every key in MUST_MATCH that differs."""
+    """``key (checkpoint X, now Y)`` for every key that must match and differs."""
     flat_now, flat_saved = _flatten(now), _flatten(saved)
+    keys = must_match(now, saved)
     diffs = []
     for key in sorted(set(flat_now) | set(flat_saved)):
-        if any(key == k or key.startswith(f"{k}.") for k in MUST_MATCH):
-            a, b = flat_saved.get(key), flat_now.get(key)
+        if any(key == k or key.startswith(f"{k}.") for k in keys):
+            a, b = flat_saved.get(key, LEGACY_DEFAULTS.get(key)), flat_now.get(key)
             if a != b:
                 diffs.append(f"{key} (checkpoint {a!r}, now {b!r})")
+    if any(d.startswith(BUDGET_KEYS) for d in diffs):
+        diffs.append(
+            "the schedule's length (scheduler.T_max / total_steps) was set by the checkpoint's "
+            "budget, so a resume must keep that budget"
+        )
     return diffs
+
+
+def check_same_run(now: dict, saved: dict, path: Path) -> None:
+    """Refuse to continue the checkpoint at ``path`` with a config that would train another run."""
+    diffs = config_differences(now, saved)
+    if diffs:
+        raise ResumeRefused(
+            f"cannot resume from {path}: the config differs in {'; '.join(diffs)}; "
+            "resume with the original values or start a new run"
+        )
 
 
 def load_resume_state(cfg: DictConfig, run_dir: Path) -> dict | None:
@@ -95,11 +128,6 @@ def load_resume_state(cfg: DictConfig, run_dir: Path) -> dict | None:
         if status not in UNFINISHED:
             return None
     state = load_checkpoint(path)
-    diffs = config_differences(OmegaConf.to_container(cfg, resolve=True), state.get("config") or {})
-    if diffs:
-        raise ConfigError(
-            f"cannot resume from {path}: the config differs in {'; '.join(diffs)}; "
-            "resume with the original values or start a new run"
-        )
+    check_same_run(OmegaConf.to_container(cfg, resolve=True), state.get("config") or {}, path)
     log.info("resuming from %s (epoch %d, step %d)", path, state["epoch"], state["global_step"])
     return state
