@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,16 +21,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from reslab.errors import TrainingError, TrainingInterrupted
+from reslab.errors import ResumeRefused, TrainingError, TrainingInterrupted
 from reslab.tracking.base import LoggerGroup
 from reslab.training.callbacks import Callback
 from reslab.training.checkpoint import load_checkpoint, save_checkpoint
 from reslab.training.distributed import (
     SINGLE,
     DistEnv,
+    all_gather_objects,
     all_reduce_sum,
     broadcast_module,
     gather_strided,
+    max_over_ranks,
 )
 from reslab.training.early_stopping import EarlyStopping
 from reslab.training.fastpath import step_models
@@ -39,6 +42,11 @@ from reslab.training.precision import Precision
 from reslab.training.schedule import LRSchedule
 
 log = logging.getLogger(__name__)
+
+# Under torchrun the ranks agree every this many steps whether one of them was asked to stop
+# (one small all-reduce on the CPU), so all checkpoint at the same step and none is left
+# waiting in a collective.
+STOP_CHECK_EVERY = 10
 
 
 @dataclass
@@ -170,7 +178,7 @@ class Trainer:
                 )
             self._save("last.pt")
             log.info(self._summary_line(row))
-            if self.stop_requested:
+            if self._agreed_stop():
                 raise TrainingInterrupted(self.stop_requested)
             if self.early_stopping.should_stop:
                 status = "stopped_early"
@@ -234,7 +242,7 @@ class Trainer:
                 # On CUDA the numbers shown are a few steps old: reading them now would wait for the GPU.
                 for shown in postfix.push(torch.stack([loss.detach().float(), correct / seen])):
                     bar.set_postfix(loss=f"{shown[0]:.4f}", acc=f"{shown[1]:.3f}")
-            if self.stop_requested:
+            if self._agreed_stop(step):
                 guard.flush()
                 self._epoch_progress = {
                     "loss_sum": loss_sum.item(),
@@ -312,7 +320,28 @@ class Trainer:
         return summed[0], summed[1], int(summed[2].item())
 
     # -------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict:
+    def _agreed_stop(self, step: int | None = None) -> str | None:
+        """The stop request every rank acts on: this process's signal, or under torchrun any
+        rank's, compared at the same steps on all of them (``step`` None: an epoch's end)."""
+        if not self.dist.enabled:
+            return self.stop_requested
+        if step is not None and (step + 1) % STOP_CHECK_EVERY:
+            return None
+        mine = signal.Signals[self.stop_requested].value if self.stop_requested else 0
+        agreed = max_over_ranks(mine)
+        if agreed:
+            self.stop_requested = signal.Signals(agreed).name
+        return self.stop_requested if agreed else None
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: RNG (dropout), augmentation draws, a partial epoch's sums."""
+        loader = self.train_loader.state_dict() if self.train_loader is not None else None
+        return {"rng": _rng_state(), "train_loader": loader, "epoch_progress": self._epoch_progress}
+
+    def state_dict(self, ranks: list[dict] | None = None) -> dict:
+        """Everything a resume needs; ``ranks`` holds each rank's own part (default: this one's).
+        Rank 0's part is also at the top level, as a single process writes it."""
+        ranks = ranks or [self._rank_state()]
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -323,16 +352,20 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": self.history,
-            "rng": _rng_state(),
-            "train_loader": self.train_loader.state_dict()
-            if self.train_loader is not None
-            else None,
-            "epoch_progress": self._epoch_progress,
+            **ranks[0],
+            "ranks": ranks,
             **self.checkpoint_extra,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue exactly where a checkpoint left off: weights, optimiser, schedule, RNG, data order."""
+        ranks = state.get("ranks") or [{k: state.get(k) for k in self._rank_state()}]
+        if len(ranks) != self.dist.world_size:
+            raise ResumeRefused(
+                f"the checkpoint was written by {len(ranks)} process(es) and this run has "
+                f"{self.dist.world_size}; each process's data order and augmentation continue "
+                f"only with the same number (torchrun --nproc_per_node={len(ranks)} for one node)"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -342,14 +375,16 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = [dict(row) for row in state["history"] if row["epoch"] <= self.epoch]
-        self._epoch_progress = state.get("epoch_progress")
-        self._loader_state = state.get("train_loader")
-        _set_rng_state(state["rng"])
+        mine = ranks[self.dist.rank]
+        self._epoch_progress = mine.get("epoch_progress")
+        self._loader_state = mine.get("train_loader")
+        _set_rng_state(mine["rng"])
 
     def _save(self, name: str) -> None:
-        if not self.dist.is_main:  # rank 0 writes for everyone; the weights are the same
-            return
-        save_checkpoint(self.checkpoint_dir / name, self.state_dict())
+        """Every rank hands in its own state; rank 0 writes the checkpoint."""
+        ranks = all_gather_objects(self._rank_state())
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_dir / name, self.state_dict(ranks))
 
     def restore(self, name: str) -> None:
         """Load model weights from a checkpoint of this run (e.g. the best epoch's)."""
