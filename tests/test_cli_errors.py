@@ -35,6 +35,11 @@ def test_table_covers_the_issue_cases():
         "max_epoch=",
         "lr=abc",
         "cuda",
+        "width=0",
+        "milestones=[a,b]",
+        "/proc/",
+        "resume={cosine_run}",
+        "train_size",
     ):
         assert needle in typed
 
@@ -49,6 +54,17 @@ def test_documented_error(args, expected, code, cli, tmp_path):
     write_cifar10(corrupt, per_batch=4)
     (corrupt / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"\x80\x02truncated")
     fill = {"empty": str(empty), "corrupt_cifar10": str(corrupt)}
+    if "{cosine_run}" in args:  # a finished run to resume
+        fill["cosine_run"] = str(tmp_path / "cosine")
+        made = cli(
+            "trainer=debug",
+            "scheduler=cosine",
+            "logger=none",
+            "dataset.download=false",
+            f"dataset.root={tmp_path / 'data'}",
+            f"hydra.run.dir={fill['cosine_run']}",
+        )
+        assert made.returncode == 0, made.stderr
     argv = [part.format(**fill) for part in shlex.split(args)]
     expected = expected.format(**fill)
     extra = ["trainer=debug", "dataset.download=false", f"dataset.root={tmp_path / 'data'}"]
@@ -66,10 +82,20 @@ def test_documented_error(args, expected, code, cli, tmp_path):
 def test_help_lists_groups_and_options(cli):
     proc = cli("--help")
     assert proc.returncode == 0
-    assert "model: cnn, mlp, residual_mlp, resnet" in proc.stdout
+    assert "model: cnn, mlp, plain_resnet, residual_mlp, resnet" in proc.stdout
+    assert "course: 1_plain_sgd, 2_standardize, 3_augment" in proc.stdout
     assert "scheduler: cosine, multistep, none, onecycle, plateau, step" in proc.stdout
 
 
 def test_full_error_gives_the_traceback(cli, tmp_path):
     proc = cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "", "false"])
+def test_full_error_is_on_only_for_1_as_in_hydra(cli, tmp_path, value):
+    proc = cli("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": value})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        "error: optimizer.lr=-1 must be a number > 0 (e.g. optimizer.lr=0.001)"
+    ]

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from reslab.errors import ConfigError, ReslabError
@@ -22,6 +23,7 @@ GROUPS = (
     "logger",
     "explain",
     "experiment",
+    "course",
 )
 INFO_FLAGS = {
     "--help",
@@ -66,7 +68,11 @@ def _has_key(cfg, dotted: str) -> tuple[bool, list[str], str]:
 
 
 def check_writable(argv: list[str]) -> None:
-    """Fail before Hydra does (with a traceback) when the run or sweep folder cannot be created."""
+    """Fail before Hydra does (with a traceback) when the run or sweep folder cannot be created.
+
+    Permissions alone do not tell (root may "write" to /proc or a read-only mount), so a
+    scratch folder is made and removed in the deepest folder that exists.
+    """
     targets = [
         a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
     ]
@@ -75,9 +81,15 @@ def check_writable(argv: list[str]) -> None:
         ancestor = path
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
-        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        reason = None if ancestor.is_dir() else "is not a folder"
+        if reason is None:
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".reslab-write-check-", dir=ancestor))
+            except OSError as exc:
+                reason = f"is not writable ({exc.strerror})"
+        if reason:
             fail(
-                f"cannot create the output folder {path}: {ancestor} is not a writable folder; "
+                f"cannot create the output folder {path}: {ancestor} {reason}; "
                 "run from a writable directory or pass hydra.run.dir=<writable path>"
             )
 
@@ -151,8 +163,8 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     from reslab.config.compose import compose_train_config
     from reslab.training.checkpoint import load_checkpoint
     from reslab.training.resume import (
+        check_same_run,
         checkpoint_path,
-        config_differences,
         run_dir_of,
         saved_overrides,
     )
@@ -169,14 +181,9 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
             argv.append(f"hydra.run.dir={run_dir.resolve()}")
         cfg = compose_train_config(config_dir, [a for a in argv if not a.startswith("hydra.")])
         saved = load_checkpoint(path).get("config") or {}
+        check_same_run(OmegaConf.to_container(cfg, resolve=True), saved, path)
     except ReslabError as exc:
         fail(str(exc))
-    diffs = config_differences(OmegaConf.to_container(cfg, resolve=True), saved)
-    if diffs:
-        fail(
-            f"cannot resume from {path}: the config differs in {'; '.join(diffs)}; "
-            "resume with the original values or start a new run"
-        )
     return argv
 
 
@@ -229,4 +236,5 @@ def run_job(cfg) -> float | None:
 
 
 def _debug() -> bool:
-    return bool(os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("RESLAB_DEBUG"))
+    """Tracebacks on, by Hydra's rule: only the value ``1`` turns HYDRA_FULL_ERROR (or RESLAB_DEBUG) on."""
+    return "1" in (os.environ.get("HYDRA_FULL_ERROR"), os.environ.get("RESLAB_DEBUG"))

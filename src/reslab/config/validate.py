@@ -10,24 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from reslab.config.schema import check_values
 from reslab.errors import ConfigError
-
-
-def _number(cfg: DictConfig, key: str, kind: type = float) -> Any:
-    value = cfg
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, DictConfig) else None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r} is not a number; give a {kind.__name__}") from None
-    if kind is int and float(value) != int(value):
-        raise ConfigError(f"{key}={value} must be a whole number")
-    return kind(value)
-
 
 # What the trainer logs per epoch that early stopping, best.pt and plateau schedules can follow.
 MONITORABLE = (
@@ -46,65 +30,47 @@ def _check(ok: bool, message: str) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first bad key and what to do about it."""
-    lr = _number(cfg, "optimizer.lr")
-    _check(lr is not None and lr > 0, f"optimizer.lr={lr} must be > 0 (e.g. optimizer.lr=0.001)")
-    wd = _number(cfg, "optimizer.weight_decay")
-    _check(wd is None or wd >= 0, f"optimizer.weight_decay={wd} must be >= 0")
-    momentum = _number(cfg, "optimizer.momentum")
-    _check(
-        momentum is None or 0 <= momentum < 1, f"optimizer.momentum={momentum} must be in [0, 1)"
-    )
-
-    vf = _number(cfg, "dataset.val_fraction")
-    _check(
-        vf is not None and 0 < vf < 1,
-        f"dataset.val_fraction={vf} must be strictly between 0 and 1 (e.g. 0.1); the test set is never used for validation",
-    )
-    for key in ("dataset.batch_size", "dataset.eval_batch_size"):
-        size = _number(cfg, key, int)
-        _check(
-            size is not None and size >= 1,
-            f"{key}={size} must be a positive whole number (e.g. 128)",
-        )
-    padding = _number(cfg, "dataset.augment.crop_padding", int)
-    _check(padding is None or padding >= 0, f"dataset.augment.crop_padding={padding} must be >= 0")
-
-    epochs = _number(cfg, "trainer.max_epochs", int)
-    _check(epochs is not None and epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")
-    for key in ("trainer.limit_train_batches", "trainer.limit_eval_batches"):
-        limit = _number(cfg, key, int)
-        _check(limit is None or limit >= 1, f"{key}={limit} must be >= 1, or null for all batches")
-    clip = _number(cfg, "trainer.grad_clip")
-    _check(
-        clip is None or clip > 0, f"trainer.grad_clip={clip} must be > 0, or null for no clipping"
-    )
-    patience = _number(cfg, "trainer.early_stopping.patience", int)
-    _check(
-        patience is None or patience >= 0,
-        f"trainer.early_stopping.patience={patience} must be >= 0",
-    )
-    mode = cfg.trainer.early_stopping.get("mode", "auto")
-    _check(
-        mode in ("auto", "min", "max"),
-        f"trainer.early_stopping.mode={mode!r} must be auto, min or max",
-    )
-
-    scheduler = cfg.get("scheduler") or {}
-    _check(
-        not str(scheduler.get("_target_")).endswith("ReduceLROnPlateau")
-        or scheduler.get("interval", "epoch") == "epoch",
-        "scheduler=plateau steps once per epoch on the monitored metric; "
-        "use scheduler.interval=epoch",
-    )
-
+    """Raise ConfigError naming the first bad key and what to do about it: every key's type
+    and range (config/schema.py), then the rules that tie keys together."""
+    check_values(cfg)
     monitor = cfg.get("monitor")
     _check(
         monitor in MONITORABLE,
         f"monitor={monitor!r} must name a logged metric such as val/loss or val/acc (the test set "
         f"is never monitored); choose one of {', '.join(MONITORABLE)}",
     )
-    _number(cfg, "seed", int)
+    check_schedule(cfg)
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    """Scheduler settings that only make sense together with others."""
+    scheduler = cfg.get("scheduler") or {}
+    name = str(scheduler.get("_target_")).rsplit(".", 1)[-1]
+    if name == "OneCycleLR":
+        _check(
+            not scheduler.get("warmup_epochs"),
+            "scheduler=onecycle has its own warm-up (scheduler.pct_start); "
+            "set scheduler.warmup_epochs=0",
+        )
+    if name != "ReduceLROnPlateau":
+        return
+    _check(
+        scheduler.get("interval", "epoch") == "epoch",
+        "scheduler=plateau steps once per epoch on the monitored metric; "
+        "use scheduler.interval=epoch",
+    )
+    # ReduceLROnPlateau cuts after patience+1 epochs without improvement; early stopping
+    # stops after its patience. One epoch at the cut lr needs two more epochs of patience.
+    cut_after = int(scheduler.get("patience", 10)) + 1
+    stop_after = cfg.trainer.early_stopping.get("patience")
+    if stop_after and stop_after <= cut_after:
+        raise ConfigError(
+            f"scheduler=plateau cuts the lr after {cut_after} epochs without improvement "
+            f"(scheduler.patience={cut_after - 1}), but early stopping ends the run after "
+            f"trainer.early_stopping.patience={stop_after}, so the lr would never be cut and "
+            f"trained on; set trainer.early_stopping.patience>={cut_after + 1} (0 turns it off) "
+            f"or scheduler.patience<={max(0, stop_after - 2)}"
+        )
 
 
 def build(cfg: DictConfig, **kwargs: Any) -> Any:
