@@ -22,7 +22,9 @@ run is warm-up and not counted. Data are random uint8 images of the real sets' s
 written in their on-disk formats (throughput does not depend on pixel values).
 
 Cases: ``mlp`` (MNIST-shaped, CPU), ``resnet20`` and ``resnet56`` (CIFAR-shaped, CUDA; skipped
-without a GPU), ``startup`` (wall time of ``python train.py --cfg job``).
+without a GPU), ``startup`` (wall time of ``python train.py --cfg job``), ``loader_memory``
+(peak memory of loading CIFAR-10-sized data: reslab's loader against reading the files alone
+and against standardisation statistics from a float64 copy, each in a fresh process).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 VARIANTS = ("bare_loop", "reslab", "reslab_dataloader")
-CASES = ("mlp", "resnet20", "resnet56", "startup")
+CASES = ("mlp", "resnet20", "resnet56", "startup", "loader_memory")
+MEMORY_VARIANTS = ("read_files", "float64_statistics", "reslab")
 # Case -> (overrides, device it needs). CPU cases run on the CPU even where a GPU exists.
 TRAINING_CASES = {
     "mlp": (["dataset=mnist", "model=mlp"], "cpu"),
@@ -318,6 +321,63 @@ def startup(repeats: int) -> dict[str, Any]:
     }
 
 
+def loader_memory(tmp: Path, repeats: int, n_train: int = 50000) -> dict[str, Any]:
+    """Peak resident memory above the imports of loading CIFAR-10-sized files (50,000 train,
+    10,000 test), each variant in a fresh process: the files alone, the split plus float64
+    statistics (the baseline), and reslab's loader (split plus histogram statistics)."""
+    root = tmp / "data-loader-memory"
+    n_test = max(n_train // 5, 10)
+    write_cifar_shaped(root, n_train, n_test, seed=0)
+    variants: dict[str, Any] = {}
+    for variant in MEMORY_VARIANTS:
+        peaks = []
+        for _ in range(repeats):
+            probe = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", variant, str(root)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            peaks.append(json.loads(probe.stdout.strip().splitlines()[-1])["peak_above_imports_mb"])
+        variants[variant] = {"peak_above_imports_mb": statistics.median(peaks), "runs_mb": peaks}
+        print(f"loader_memory {variant:20s} {statistics.median(peaks):8.0f} MB", file=sys.stderr)
+    files = variants["read_files"]["peak_above_imports_mb"]
+    return {
+        "images": f"{n_train:,} train + {n_test:,} test, 3x32x32 uint8 (CIFAR-10's python batches)",
+        "variants": variants,
+        "ratios": {
+            "reslab_vs_float64_statistics": variants["reslab"]["peak_above_imports_mb"]
+            / variants["float64_statistics"]["peak_above_imports_mb"],
+            "reslab_extra_over_files_mb": variants["reslab"]["peak_above_imports_mb"] - files,
+        },
+    }
+
+
+def memory_probe(variant: str, root: str) -> None:
+    """Run one loader_memory variant in this (fresh) process and print its peak as JSON."""
+    import torch
+
+    from reslab.config.compose import compose_train_config
+    from reslab.data import load_dataset
+    from reslab.data.cifar10 import load_cifar10
+    from reslab.data.splits import split_train_val
+
+    cfg = compose_train_config(CONFIG_DIR, ["dataset=cifar10", f"dataset.root={root}"])
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as f:
+        imports_mb = int(f.read().split()[1]) * page / 2**20
+    if variant == "reslab":
+        load_dataset(cfg.dataset)
+    else:
+        train, _test, _classes, _source = load_cifar10(Path(root), False)
+        if variant == "float64_statistics":
+            train, _val = split_train_val(train, 0.1, 0)
+            x = train.images.to(torch.float64).div_(255.0)
+            x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_above_imports_mb": peak_mb - imports_mb}))
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -350,7 +410,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "benchmark.json"
     )
+    parser.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        memory_probe(*args.memory_probe)
+        return {}
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown:
@@ -376,6 +440,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for case in cases:
             if case == "startup":
                 report["cases"][case] = startup(args.startup_repeats)
+            elif case == "loader_memory":
+                report["cases"][case] = loader_memory(
+                    Path(tmp), args.repeats, args.train_size or 50000
+                )
             else:
                 report["cases"][case] = run_case(case, args, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +460,17 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(f"{case}: skipped ({result['skipped']})")
         elif case == "startup":
             lines.append(f"startup: {result['command']} median {result['median_s']:.2f} s")
+        elif case == "loader_memory":
+            peaks = "  ".join(
+                f"{v} {result['variants'][v]['peak_above_imports_mb']:,.0f} MB"
+                for v in MEMORY_VARIANTS
+            )
+            ratios = result["ratios"]
+            lines.append(
+                f"loader_memory (peak above imports): {peaks}  |  reslab / float64_statistics "
+                f"{ratios['reslab_vs_float64_statistics']:.2f}, reslab - read_files "
+                f"{ratios['reslab_extra_over_files_mb']:+,.0f} MB"
+            )
         else:
             speeds = "  ".join(
                 f"{v} {result['variants'][v]['samples_per_s']:,.0f}/s" for v in VARIANTS

@@ -15,7 +15,7 @@ def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
     out = tmp_path / "bench.json"
     epochs = 2
     proc = run_cli(
-        "--cases=mlp,resnet20,startup",
+        "--cases=mlp,resnet20,startup,loader_memory",
         "--train-size=300",
         f"--epochs={epochs}",
         "--repeats=1",
@@ -52,3 +52,15 @@ def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
     startup = report["cases"]["startup"]
     assert startup["command"] == "python train.py --cfg job" and startup["median_s"] > 0
     assert "overhead" in proc.stdout and "startup" in proc.stdout
+    memory = report["cases"]["loader_memory"]
+    assert memory["images"].startswith("300 train + 60 test")
+    peaks = {
+        v: memory["variants"][v]["peak_above_imports_mb"]
+        for v in ("read_files", "float64_statistics", "reslab")
+    }
+    assert all(peak >= 0 for peak in peaks.values()), peaks
+    assert (
+        memory["ratios"]["reslab_vs_float64_statistics"]
+        == peaks["reslab"] / peaks["float64_statistics"]
+    )
+    assert "loader_memory" in proc.stdout

@@ -130,9 +130,23 @@ def test_seeds_are_averaged_with_sample_std(tmp_path):
     assert rows[1].mean_std("test_acc") == (pytest.approx(0.5), None)
     table = markdown_table(rows)
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in table
-    # the best epoch of metrics.csv, also when it is a whole 1 (read back as an int)
-    assert rows[0].mean_std("best_val_acc")[0] == pytest.approx(0.6)
-    assert rows[1].mean_std("best_val_acc")[0] == 1.0
+    # val/acc of the best epoch from metrics.csv, also when it is a whole 1 (read back as an int)
+    assert rows[0].mean_std("val_acc")[0] == pytest.approx(0.6)
+    assert rows[1].mean_std("val_acc")[0] == 1.0
+
+
+def test_val_and_test_accuracy_columns_are_of_the_same_checkpoint(tmp_path):
+    """The best epoch by val/loss need not be the epoch of the highest val/acc: the table pairs
+    the test accuracy with the val accuracy of the tested (best) epoch, and says so."""
+    folder = fake_run(tmp_path / "0_run", losses=(1.0, 0.5, 0.4), test_acc=0.8)
+    results = json.loads((folder / "results.json").read_text())
+    results.update({"best_epoch": 2, "val/acc": 0.6})  # epoch 3 had val/acc 0.7
+    (folder / "results.json").write_text(json.dumps(results))
+    (row,) = group_rows(load_runs([tmp_path]))
+    assert row.mean_std("val_acc")[0] == pytest.approx(0.6)
+    assert row.mean_std("max_val_acc")[0] == pytest.approx(0.7)
+    assert "val acc at best epoch (%) | test acc at best epoch (%)" in markdown_table([row])
+    assert "| 60.00 | 80.00 |" in markdown_table([row])
 
 
 def test_compare_writes_table_csvs_figures_twin_tests_and_failed_jobs(tmp_path, capsys):

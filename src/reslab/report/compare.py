@@ -13,10 +13,16 @@ import sys
 from pathlib import Path
 
 from reslab.figures import save_figure
-from reslab.report.figures import curves_figure, depth_figure
+from reslab.report.figures import curves_figure, depth_figure, settings_figure
 from reslab.report.load import ReportError, Run, load_run, load_runs, run_config, sweep_command
 from reslab.report.significance import McNemar, compare_runs, twin_pairs
-from reslab.report.table import group_rows, markdown_table, write_runs_csv, write_summary_csv
+from reslab.report.table import (
+    Row,
+    group_rows,
+    markdown_table,
+    write_runs_csv,
+    write_summary_csv,
+)
 
 # Config values that describe a sweep's data and budget, shown above the table.
 SETUP = [
@@ -110,6 +116,27 @@ def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def figures(runs: list[Run], rows: list[Row], out: Path) -> list[str]:
+    """Save the figures into ``out``; returns the report's lines that show them. A sweep over
+    settings at one depth (the course's ladder) gets its curves per setting; a depth study,
+    its curves per model beside each other and its metrics against depth."""
+    if len({r.setting for r in rows}) > 1 and len({r.depth for r in rows}) == 1:
+        save_figure(settings_figure(rows), out / "curves.png")
+        return [
+            "![training (solid) and validation (dashed) loss and accuracy per epoch, one column "
+            "per setting; dotted: where overfitting began](curves.png)",
+            "",
+        ]
+    save_figure(curves_figure(runs), out / "curves.png")
+    save_figure(depth_figure(rows), out / "depth.png")
+    return [
+        "![training loss and validation accuracy per epoch, plain left, residual right](curves.png)",
+        "",
+        "![final training loss and test accuracy against depth](depth.png)",
+        "",
+    ]
+
+
 def build_report(
     sweeps: list[Path],
     runs: list[Run],
@@ -134,21 +161,14 @@ def build_report(
         "",
         markdown_table(rows),
         "",
-        "Accuracies in %; mean ± sample std over seeds where seeds were swept. *final train loss*: "
-        "the last epoch's mean training loss; *best val acc*: the highest validation accuracy of "
-        "any epoch; *test acc*: the checkpoint of the best epoch (by the monitored metric) on the "
-        "test set.",
+        "Accuracies in %; mean ± sample std over seeds where seeds were swept. *best epoch*: the "
+        "epoch with the best monitored metric, whose checkpoint was tested; *val acc* and *test "
+        "acc* are both of that checkpoint. *final train loss*: the last epoch's mean training "
+        "loss. summary.csv also has the highest validation accuracy of any epoch (max_val_acc).",
         "",
     ]
     if any(r.history for r in runs):
-        save_figure(curves_figure(runs), out / "curves.png")
-        save_figure(depth_figure(rows), out / "depth.png")
-        parts += [
-            "![training loss and validation accuracy per epoch, plain left, residual right](curves.png)",
-            "",
-            "![final training loss and test accuracy against depth](depth.png)",
-            "",
-        ]
+        parts += figures(runs, rows, out)
     tests = [(a, b, compare_runs(a, b)) for a, b in twin_pairs(runs)]
     if tests:
         parts += [

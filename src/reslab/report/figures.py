@@ -44,11 +44,7 @@ def curves_figure(runs: list[Run]) -> Figure:
             ax = axes[row][col]
             labelled: set = set()
             for run in mine:
-                points = [
-                    (h["epoch"], float(h[key]))
-                    for h in run.history
-                    if isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool)
-                ]
+                points = _curve(run, key)
                 if not points:
                     continue
                 xs, ys = zip(*points)
@@ -118,3 +114,57 @@ def depth_figure(rows: list[Row]) -> Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+LADDER_PANELS = [("loss", "loss (log)", True), ("acc", "accuracy", False)]
+
+
+def settings_figure(rows: list[Row]) -> Figure:
+    """One column per setting (a course rung, say): training (solid) and validation (dashed)
+    loss and accuracy per epoch, every seed a line; a dotted line where overfitting began."""
+    rows = [r for r in rows if any(run.history for run in r.runs)]
+    fig, axes = plt.subplots(
+        len(LADDER_PANELS),
+        max(1, len(rows)),
+        figsize=(3.4 * max(1, len(rows)), 3.0 * len(LADDER_PANELS)),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
+    for col, row in enumerate(rows):
+        for line, (metric, label, log_scale) in enumerate(LADDER_PANELS):
+            ax = axes[line][col]
+            for run in row.runs:
+                for split, style in (("train", "-"), ("val", "--")):
+                    points = _curve(run, f"{split}/{metric}")
+                    if points:
+                        ax.plot(
+                            *zip(*points),
+                            style,
+                            color=f"C{0 if split == 'train' else 1}",
+                            lw=1.5,
+                            label=split if run is row.runs[0] else None,
+                        )
+                onset = run.results.get("overfitting_epoch")
+                if onset:
+                    ax.axvline(onset, color="grey", ls=":", lw=1)
+            if log_scale:
+                ax.set_yscale("log")
+            if line == 0:
+                ax.set_title(row.label, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(label)
+            if line == len(LADDER_PANELS) - 1:
+                ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _curve(run: Run, key: str) -> list[tuple[int, float]]:
+    return [
+        (h["epoch"], float(h[key]))
+        for h in run.history
+        if isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool)
+    ]

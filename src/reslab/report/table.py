@@ -11,20 +11,35 @@ from typing import Any
 
 from reslab.report.load import Run
 
-# (column, header, value of one run); numbers are averaged over the seeds of a row.
+# (column, header, value of one run); numbers are averaged over the seeds of a row. The two
+# accuracies belong to one checkpoint: the best epoch by the monitored metric.
 METRICS: list[tuple[str, str, Callable[[Run], float | None]]] = [
     ("epochs", "epochs", lambda r: r.results.get("epochs")),
     ("best_epoch", "best epoch", lambda r: r.results.get("best_epoch")),
     ("final_train_loss", "final train loss", lambda r: r.results.get("final_train_loss")),
-    ("best_val_acc", "best val acc", lambda r: best_val_acc(r)),
-    ("test_acc", "test acc", lambda r: r.results.get("test/acc")),
+    ("val_acc", "val acc at best epoch", lambda r: val_acc_at_best_epoch(r)),
+    ("test_acc", "test acc at best epoch", lambda r: r.results.get("test/acc")),
+    ("overfitting_epoch", "overfitting from epoch", lambda r: r.results.get("overfitting_epoch")),
+]
+# In summary.csv and runs.csv only: the peak of the validation curve, whichever epoch it was.
+CSV_ONLY: list[tuple[str, str, Callable[[Run], float | None]]] = [
+    ("max_val_acc", "max val acc (any epoch)", lambda r: max_val_acc(r)),
 ]
 
 
-def best_val_acc(run: Run) -> float | None:
-    """The highest val/acc of any epoch (metrics.csv); results.json's value when there is no history."""
+def val_acc_at_best_epoch(run: Run) -> float | None:
+    """val/acc of the monitored best epoch: the epoch whose checkpoint was tested."""
+    if (value := run.results.get("val/acc")) is not None:
+        return value
+    best = run.results.get("best_epoch")
+    row = next((row for row in run.history if row.get("epoch") == best), {})
+    return row.get("val/acc") if _is_number(row.get("val/acc")) else None
+
+
+def max_val_acc(run: Run) -> float | None:
+    """The highest val/acc of any epoch (metrics.csv); None when there is no history."""
     values = [float(v) for row in run.history if _is_number(v := row.get("val/acc"))]
-    return max(values) if values else run.results.get("val/acc")
+    return max(values) if values else None
 
 
 def _is_number(value: Any) -> bool:
@@ -47,12 +62,20 @@ class Row:
         return [r for r in self.runs if r.ok]
 
     @property
+    def label(self) -> str:
+        """The setting's name (a course rung's, say) when its runs give one, else its overrides."""
+        labels = {r.results.get("label") for r in self.runs} - {None}
+        if len(labels) == 1:
+            return labels.pop()
+        return self.setting or "(base)"
+
+    @property
     def params(self) -> int | None:
         counts = [r.results.get("params") for r in self.runs if r.results.get("params")]
         return counts[0] if counts else None
 
     def values(self, column: str) -> list[float]:
-        get = next(f for c, _, f in METRICS if c == column)
+        get = next(f for c, _, f in METRICS + CSV_ONLY if c == column)
         return [float(v) for r in self.ok_runs if (v := get(r)) is not None]
 
     def mean_std(self, column: str) -> tuple[float | None, float | None]:
@@ -79,7 +102,7 @@ def group_rows(runs: list[Run]) -> list[Row]:
 def _fmt(mean: float | None, std: float | None, column: str) -> str:
     if mean is None:
         return "–"
-    if column in ("epochs", "best_epoch"):
+    if column in ("epochs", "best_epoch", "overfitting_epoch"):
         text = f"{mean:.1f}" if std is not None else f"{mean:.0f}"
         return text + (f" ± {std:.1f}" if std is not None else "")
     if column.endswith("acc"):
@@ -105,7 +128,7 @@ def markdown_table(rows: list[Row]) -> str:
         ]
         cells += [_fmt(*row.mean_std(c), c) for c, _, _ in METRICS]
         if show_setting:
-            cells.insert(0, row.setting or "(base)")
+            cells.insert(0, row.label)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -117,8 +140,8 @@ def _seeds_cell(row: Row) -> str:
 
 def write_summary_csv(rows: list[Row], path: Path) -> None:
     """One line per row with mean and std columns, for spreadsheets and further plots."""
-    fields = ["setting", "model", "residual", "depth", "params", "seeds", "failed"]
-    for column, _, _ in METRICS:
+    fields = ["setting", "label", "model", "residual", "depth", "params", "seeds", "failed"]
+    for column, _, _ in METRICS + CSV_ONLY:
         fields += [f"{column}_mean", f"{column}_std"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -126,6 +149,7 @@ def write_summary_csv(rows: list[Row], path: Path) -> None:
         for row in rows:
             line: dict[str, Any] = {
                 "setting": row.setting,
+                "label": row.label,
                 "model": row.variant,
                 "residual": row.residual,
                 "depth": row.depth,
@@ -133,15 +157,15 @@ def write_summary_csv(rows: list[Row], path: Path) -> None:
                 "seeds": len(row.ok_runs),
                 "failed": len(row.runs) - len(row.ok_runs),
             }
-            for column, _, _ in METRICS:
+            for column, _, _ in METRICS + CSV_ONLY:
                 line[f"{column}_mean"], line[f"{column}_std"] = row.mean_std(column)
             writer.writerow(line)
 
 
 def write_runs_csv(runs: list[Run], path: Path) -> None:
     """One line per job, failed ones included, with the numbers straight from its results.json."""
-    fields = ["job", "status", "model", "residual", "depth", "seed", "params", "setting"]
-    fields += [c for c, _, _ in METRICS] + ["duration_s", "error"]
+    fields = ["job", "status", "model", "residual", "depth", "seed", "params", "setting", "label"]
+    fields += [c for c, _, _ in METRICS + CSV_ONLY] + ["duration_s", "error"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -155,8 +179,9 @@ def write_runs_csv(runs: list[Run], path: Path) -> None:
                 "seed": run.seed,
                 "params": run.results.get("params"),
                 "setting": run.setting,
+                "label": run.results.get("label"),
                 "duration_s": run.results.get("duration_s"),
                 "error": run.results.get("error"),
             }
-            line.update({c: get(run) for c, _, get in METRICS})
+            line.update({c: get(run) for c, _, get in METRICS + CSV_ONLY})
             writer.writerow(line)
