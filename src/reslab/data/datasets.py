@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from reslab.data.cifar10 import load_cifar10
-from reslab.data.image_data import ImageData
+from reslab.data.image_data import ImageData, ImageSet
 from reslab.data.mnist import load_fashion_mnist, load_mnist
-from reslab.data.splits import channel_stats, split_train_val
+from reslab.data.splits import channel_stats, split_train_val, stratified_subset
 from reslab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,40 @@ def load_dataset(cfg: Any) -> ImageData:
     else:
         raise ConfigError(f"dataset.name={name!r} is unknown; choose one of {', '.join(DATASETS)}")
     train, val = split_train_val(train, float(cfg.val_fraction), int(cfg.split_seed))
-    mean, std = channel_stats(train.images)
+    train_size = cfg.get("train_size")
+    if train_size is not None:
+        train = _training_subset(name, train, int(train_size), len(classes), int(cfg.split_seed))
+    if cfg.get("standardize", True):
+        mean, std = channel_stats(train.images)
+    else:  # pixels in [0, 1] only, as torchvision's ToTensor gives them
+        mean, std = (0.0,) * train.images.shape[1], (1.0,) * train.images.shape[1]
     notes = []
     if "subset" in source:
         notes.append(f"trained on {source}, not the full dataset")
     log.info(
-        "%s: %d train / %d val / %d test images (%s)", name, len(train), len(val), len(test), source
+        "%s: %d train%s / %d val / %d test images (%s)",
+        name,
+        len(train),
+        " (a stratified subset, dataset.train_size)" if train_size is not None else "",
+        len(val),
+        len(test),
+        source,
     )
     return ImageData(name, train, val, test, classes, mean, std, source, notes)
+
+
+def _training_subset(name: str, train: ImageSet, size: int, n_classes: int, seed: int) -> ImageSet:
+    """``dataset.train_size`` images of the training split, taken after the validation split
+    was carved, so validation and test sets are the same whatever the size."""
+    allowed = f"use {n_classes} to {len(train)}, or null for all"
+    if size > len(train):
+        raise ConfigError(
+            f"dataset.train_size={size} is more than the {len(train)} training images {name} "
+            f"has after the validation split; {allowed}"
+        )
+    if size < n_classes:
+        raise ConfigError(
+            f"dataset.train_size={size} is fewer than the {n_classes} classes of {name}: a "
+            f"stratified subset holds at least one image of each; {allowed}"
+        )
+    return stratified_subset(train, size, seed)

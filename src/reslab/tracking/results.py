@@ -40,6 +40,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     family = target.rsplit(".", 1)[-1].lower()
     return {
         "name": cfg.get("name"),
+        "label": cfg.get("label"),
         "model": family if family != "mlp" else ("residual_mlp" if residual else "mlp"),
         "residual": residual,
         "depth": cfg.get("depth"),
