@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from reslab.data.synthetic import BLANK, SHAPES, shapes_dataset
 from reslab.errors import ConfigError, ReslabError
 from reslab.explain import class_activation_maps, first_layer_images, grad_cam, layer_grad_norms
 from reslab.explain.app import main as explain_main
-from reslab.explain.overlay import upsample
+from reslab.explain.pointing import pointing_game
 from reslab.models import CNN, MLP, ResNet
 from reslab.run import train
 from tests.conftest import compose_config
@@ -25,45 +26,48 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # -- localisation --------------------------------------------------------------------------
 
-SIZE, BOX, BLANK = 16, 5, 3  # 16x16 images, a 5x5 pattern; class 3 holds no pattern
+
+def test_shapes_dataset_puts_each_shape_inside_its_box():
+    data, boxes = shapes_dataset(32, image_size=20, object_size=6, noise=50, seed=1)
+    assert data.images.shape == (32, 1, 20, 20) and data.labels.tolist() == [
+        i % 4 for i in range(32)
+    ]
+    for image, label, (x0, y0, x1, y1) in zip(data.images[:, 0], data.labels, boxes.tolist()):
+        bright = torch.nonzero(image >= 180)
+        if label == BLANK:
+            assert len(bright) == 0 and x1 == x0
+            continue
+        assert len(bright) >= 6  # a bar across the box
+        assert (bright[:, 1] >= x0).all() and (bright[:, 1] < x1).all()
+        assert (bright[:, 0] >= y0).all() and (bright[:, 0] < y1).all()
 
 
-def pattern_images(n: int, generator: torch.Generator):
-    """Noise with, for classes 0-2, a 5x5 square in that class's colour channel at a random
-    place. Each pattern class has evidence of its own and the blank class absorbs "nothing
-    seen", so no pattern class can be learned as the absence of the others."""
-    labels = torch.randint(0, 4, (n,), generator=generator)
-    images = 0.3 * torch.rand(n, 3, SIZE, SIZE, generator=generator)
-    corners = torch.randint(0, SIZE - BOX + 1, (n, 2), generator=generator)
-    for image, label, (row, col) in zip(images, labels.tolist(), corners.tolist()):
-        if label != BLANK:
-            image[label, row : row + BOX, col : col + BOX] = 1.0
-    return images, labels, corners
+def test_pointing_game_counts_peaks_inside_boxes():
+    maps = torch.zeros(4, 16, 16)
+    maps[0, 0, 0] = maps[1, 15, 15] = maps[2, 4, 9] = maps[3, 0, 0] = 1.0  # rows are y
+    boxes = torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4], [8, 4, 12, 8], [0, 0, 0, 0]])
+    result = pointing_game(maps, boxes, (16, 16))  # the last image has no object
+    assert result.peaks.tolist() == [[0, 0], [15, 15], [9, 4]]
+    assert result.hits.tolist() == [True, False, True] and result.score == pytest.approx(2 / 3)
 
 
-def test_cam_peak_falls_inside_the_pattern():
+def test_a_briefly_trained_gap_net_points_at_the_shape():
     torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    train_x, train_y, _ = pattern_images(2048, generator)
-    test_x, test_y, corners = pattern_images(200, generator)
-    model = CNN((3, SIZE, SIZE), 4, depth=4, width=8, head="gap")  # 3 convs, 8x8 maps
+    train_set, _ = shapes_dataset(1536, image_size=24, object_size=8, seed=0)
+    test_set, boxes = shapes_dataset(300, image_size=24, object_size=8, seed=1)
+    model = CNN((1, 24, 24), len(SHAPES) + 1, depth=4, width=8, head="gap")  # 12x12 maps
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        index = torch.randint(0, len(train_x), (64,), generator=generator)
-        loss = nn.functional.cross_entropy(model(train_x[index]), train_y[index])
+    x = train_set.images.float() / 255
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        index = torch.randint(0, len(x), (64,), generator=generator)
+        loss = nn.functional.cross_entropy(model(x[index]), train_set.labels[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-
-    result = class_activation_maps(model, test_x, target="true", labels=test_y)
-    assert (result.predictions == test_y).float().mean() > 0.9  # it did learn the task
-    shown = test_y != BLANK
-    for maps in (result.maps, result.global_maps):
-        peaks = upsample(maps[shown], (SIZE, SIZE)).flatten(1).argmax(1)
-        rows, cols = peaks // SIZE, peaks % SIZE
-        top, left = corners[shown, 0], corners[shown, 1]
-        inside = (rows >= top) & (rows < top + BOX) & (cols >= left) & (cols < left + BOX)
-        assert inside.float().mean() >= 0.8
+    result = class_activation_maps(model, test_set.images.float() / 255, "pred")
+    assert (result.predictions == test_set.labels).float().mean() > 0.9  # it did learn the task
+    assert pointing_game(result.maps, boxes, (24, 24)).score >= 0.8
 
 
 # -- Grad-CAM and CAM ----------------------------------------------------------------------

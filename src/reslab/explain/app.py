@@ -4,6 +4,8 @@ python scripts/explain.py run=outputs/runs/<date>/<run> method=cam n=16
 python scripts/explain.py run=<run> method=gradcam layer=features.3 target=true
 python scripts/explain.py run=<run> method=weights
 python scripts/explain.py run=<run> method=gradflow twin=<run of the residual (or plain) twin>
+python scripts/explain.py run=<resnet run> method=cam compare=twin     # beside its plain twin
+python scripts/explain.py run=<run> method=cam compare=<another run>   # beside any run
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": "best",  # best | last | a path to a .pt file
     "device": "auto",
     "twin": None,  # gradflow: the twin's run folder; null = look beside the run
+    "compare": None,  # cam, gradcam: another run's maps of the same images below; twin = its twin
     "batches": 4,  # gradflow: training batches the norms are averaged over
     "seed": 0,  # gradflow: the seed of the models at initialisation
     "log": True,  # also add the figures to the run's TensorBoard folder and W&B
@@ -53,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
 USAGE = (
     "usage: python scripts/explain.py run=<run folder> [method=cam|gradcam|weights|gradflow] "
     "[n=16] [target=pred|true|<class>] [layer=<module>] [split=test|val] [checkpoint=best|last] "
-    "[twin=<run folder>] [batches=4] [device=auto|cpu|cuda] [log=true] [dataset.root=<dir>]"
+    "[twin=<run folder>] [compare=twin|<run folder>] [batches=4] [device=auto|cpu|cuda] "
+    "[log=true] [dataset.root=<dir>]"
 )
 
 
@@ -213,38 +217,104 @@ def explain_run(opts: DictConfig) -> list[Path]:
         fig, table = gradient_flow(cfg, model, data, opts, run_dir, device)
         written = {figures / "gradient_flow.png": ("explain/gradient_flow", fig)}
         return [*publish(written, cfg, run_dir, step, opts.log), table]
+    compared = load_compared(opts, run_dir, cfg, device) if opts.compare else None
     return publish(
-        activation_maps(model, data, opts, figures, device), cfg, run_dir, step, opts.log
+        activation_maps(model, data, opts, figures, device, compared, run_title(cfg)),
+        cfg,
+        run_dir,
+        step,
+        opts.log,
     )
 
 
+def run_title(cfg: DictConfig) -> str:
+    """``resnet d20``, ``resnet (plain) d20``: what a row of maps belongs to."""
+    family = str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1].lower()
+    plain = " (plain)" if cfg.model.get("residual") is False and family != "mlp" else ""
+    return f"{family}{plain} d{cfg.get('depth')}"
+
+
+def load_compared(opts: DictConfig, run_dir: Path, cfg: DictConfig, device) -> tuple:
+    """``compare=``'s run (``twin``: the run's plain or residual twin beside it): its
+    model, its data (for its own normalisation) and its title."""
+    if opts.method not in ("cam", "gradcam"):
+        raise ConfigError(f"compare= works with method=cam or gradcam, not {opts.method}")
+    other = find_twin(run_dir, cfg) if opts.compare == "twin" else Path(opts.compare)
+    if other is None:
+        raise ConfigError(
+            f"compare=twin: no finished twin of {run_dir.name} (same model, depth, width and "
+            "data, the other model.residual) beside it; pass compare=<run folder>"
+        )
+    if not other.is_dir():
+        raise ConfigError(f"compare={other} is not a folder; point it at a run folder")
+    state = load_checkpoint(checkpoint_path(other, str(opts.checkpoint)), map_location=device)
+    other_cfg = load_run_config(other, state)
+    if other_cfg.dataset.get("name") != cfg.dataset.get("name"):
+        raise ConfigError(
+            f"compare={other} trained on {other_cfg.dataset.get('name')} and this run on "
+            f"{cfg.dataset.get('name')}; compare runs of the same dataset"
+        )
+    other_data = load_data(other_cfg, opts)
+    model = build_model(other_cfg, *input_shape(other_cfg, other_data), state).to(device)
+    check_applicable(model, other_cfg, opts)
+    return model, other_data, run_title(other_cfg)
+
+
 def activation_maps(
-    model: nn.Module, data: Any, opts: DictConfig, figures: Path, device: torch.device
+    model: nn.Module,
+    data: Any,
+    opts: DictConfig,
+    figures: Path,
+    device: torch.device,
+    compared: tuple | None = None,
+    title_of_run: str = "",
 ) -> dict[Path, tuple[str, Figure]]:
-    """CAM (class map over the class-agnostic global map) or Grad-CAM of ``n`` images."""
+    """CAM (class map over the class-agnostic global map) or Grad-CAM of ``n`` images; with
+    ``compared`` (model, data, title), the other run's maps of the same images beneath."""
     split = data.test if opts.split == "test" else data.val
     index = pick_images(split.labels, int(opts.n or 16))
     images, labels = split.images[index], split.labels[index]
-    x = normalise_images(images, data.mean, data.std).to(device)
     target = opts.target
     if target in ("pred", "true"):
         explained = "the predicted class" if target == "pred" else "the true class"
     else:
         explained = f"class {data.classes[target] if target < len(data.classes) else target}"
     suffix = "" if target == "pred" else f"_{target}" if target == "true" else f"_class{target}"
+    name = "CAM" if opts.method == "cam" else "Grad-CAM"
+    layer = opts.layer or DEFAULT_LAYER
+    where = "" if opts.method == "cam" else f" at {layer}"
+    result = _maps(model, images, labels, data, opts, device)
+    if compared is not None:
+        other_model, other_data, other_title = compared
+        other = _maps(other_model, images, labels, other_data, opts, device)
+        rows = {f"{name} {title_of_run}": result.maps, f"{name} {other_title}": other.maps}
+        predictions = {row: r.predictions for row, r in zip(rows, (result, other))}
+        title = (
+            f"{name}{where} of {explained}: {title_of_run} above {other_title} (true / predicted)"
+        )
+        fig = maps_figure(
+            images, rows, labels, result.predictions, data.classes, title, predictions
+        )
+        stem = f"{opts.method}_compare{suffix}"
+        return {figures / f"{stem}.png": (f"explain/{stem}", fig)}
     if opts.method == "cam":
-        result = class_activation_maps(model, x, target, labels.to(device))
         rows = {"CAM": result.maps, "global map": result.global_maps}
         title = f"CAM of {explained} and the class-agnostic global map (true / predicted)"
         stem = f"cam{suffix}"
     else:
-        layer = opts.layer or DEFAULT_LAYER
-        result = grad_cam(model, x, layer, target, labels.to(device))
         rows = {"Grad-CAM": result.maps}
-        title = f"Grad-CAM of {explained} at {layer} (true / predicted)"
+        title = f"Grad-CAM of {explained}{where} (true / predicted)"
         stem = f"gradcam_{layer}{suffix}"
     fig = maps_figure(images, rows, labels, result.predictions, data.classes, title)
     return {figures / f"{stem}.png": (f"explain/{stem}", fig)}
+
+
+def _maps(model: nn.Module, images, labels, data: Any, opts: DictConfig, device):
+    """One model's CAM or Grad-CAM of uint8 ``images``, normalised as that model trained."""
+    x = normalise_images(images, data.mean, data.std).to(device)
+    if opts.method == "cam":
+        return class_activation_maps(model, x, opts.target, labels.to(device))
+    return grad_cam(model, x, opts.layer or DEFAULT_LAYER, opts.target, labels.to(device))
 
 
 def gradient_flow(

@@ -69,10 +69,13 @@ def maps_figure(
     predictions: torch.Tensor,
     classes: list[str],
     title: str,
+    row_predictions: dict[str, torch.Tensor] | None = None,
     cols: int = 8,
 ) -> Figure:
     """Each image above its overlays, one row per named map (e.g. class CAM and global map),
-    so the maps of one image can be compared; the image is titled ``true / predicted``."""
+    so the maps of one image can be compared; the image is titled ``true / predicted``.
+    ``row_predictions`` (maps of several models) titles each overlay with its own model's
+    prediction instead, mistakes in red."""
     images = images.detach().cpu()
     panels = [images, *(overlay(images, maps) for maps in rows.values())]
     names = ["input", *rows]
@@ -96,9 +99,15 @@ def maps_figure(
                 ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=255)
             else:
                 ax.imshow(pixels)
-            if r == 0:
+            if r == 0 and row_predictions is None:
                 colour = "black" if true == pred else "red"
                 ax.set_title(f"{classes[true]} / {classes[pred]}", fontsize=7, color=colour)
+            elif r == 0:
+                ax.set_title(classes[true], fontsize=7)
+            elif row_predictions is not None:
+                said = int(row_predictions[name][i])
+                colour = "black" if said == true else "red"
+                ax.set_title(f"→ {classes[said]}", fontsize=6, color=colour)
             if col == 0:
                 ax.text(
                     -0.08,
