@@ -335,3 +335,58 @@ def test_gradflow_compares_plain_and_residual_at_init_and_trained(mlp_twins):
     assert set(rows[0]) == {"layer", *curves}
     assert [int(r["layer"]) for r in rows] == [1, 2, 3, 4]  # depth 4: four weight layers
     assert all(float(r[c]) > 0 for r in rows for c in curves)
+
+
+@pytest.fixture(scope="module")
+def resnet_twins(cifar_root, tmp_path_factory) -> dict[str, Path]:
+    """A ResNet and its plain twin trained side by side, as a sweep leaves them."""
+    sweep = tmp_path_factory.mktemp("resnet-sweep")
+    runs = {}
+    for model in ("resnet", "plain_resnet"):
+        run_dir = sweep / model
+        cfg = compose_config(
+            "dataset=cifar10",
+            f"dataset.root={cifar_root}",
+            "dataset.batch_size=16",
+            f"model={model}",
+            "depth=8",
+            "width=4",
+            "trainer=debug",
+            "trainer.max_epochs=1",
+            "logger=none",
+            run_dir=run_dir,
+        )
+        train(cfg, run_dir)
+        runs[model] = run_dir
+    return runs
+
+
+def test_cam_compare_draws_the_twins_maps_of_the_same_images(resnet_twins, capsys):
+    run = resnet_twins["resnet"]
+    assert explain_main([f"run={run}", "method=cam", "compare=twin", "n=4", "log=false"]) == 0
+    assert f"wrote {run / 'figures' / 'cam_compare.png'}" in capsys.readouterr().out
+    with Image.open(run / "figures" / "cam_compare.png") as image:
+        width, height = image.size
+    # Three rows (the input, this run's maps, the twin's maps) of four images.
+    assert width > height > 0
+
+
+def test_cam_compare_refuses_what_it_cannot_draw(resnet_twins, mlp_twins, capsys):
+    run = resnet_twins["resnet"]
+    assert explain_main([f"run={run}", "method=cam", f"compare={mlp_twins['mlp']}"]) == 1
+    assert "MLP has none; use method=weights" in capsys.readouterr().err
+    assert explain_main([f"run={mlp_twins['mlp']}", "method=weights", "compare=twin"]) == 2
+    assert "compare= works with method=cam or gradcam" in capsys.readouterr().err
+
+
+def test_the_report_draws_each_depths_twins_cam(resnet_twins, tmp_path):
+    from reslab.report.compare import main as compare
+
+    assert compare([str(resnet_twins["resnet"].parent), "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "## Where the twins look: class activation maps" in report
+    assert "(cam_d8.png)" in report and (tmp_path / "cam_d8.png").is_file()
+    assert (
+        compare([str(resnet_twins["resnet"].parent), "--out", str(tmp_path / "b"), "--no-cam"]) == 0
+    )
+    assert "class activation maps" not in (tmp_path / "b" / "report.md").read_text()

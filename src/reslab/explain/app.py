@@ -82,6 +82,8 @@ def parse_args(argv: list[str]) -> DictConfig:
         raise ConfigError(f"run= is required: the run folder to explain; {USAGE}")
     if opts.method not in METHODS:
         raise ConfigError(f"method={opts.method} is unknown; choose one of {', '.join(METHODS)}")
+    if opts.compare and opts.method not in ("cam", "gradcam"):
+        raise ConfigError(f"compare= works with method=cam or gradcam, not {opts.method}")
     if opts.split not in ("test", "val"):
         raise ConfigError(f"split={opts.split} is unknown; choose test or val")
     # `target=true` reaches us as the boolean True.
@@ -237,8 +239,6 @@ def run_title(cfg: DictConfig) -> str:
 def load_compared(opts: DictConfig, run_dir: Path, cfg: DictConfig, device) -> tuple:
     """``compare=``'s run (``twin``: the run's plain or residual twin beside it): its
     model, its data (for its own normalisation) and its title."""
-    if opts.method not in ("cam", "gradcam"):
-        raise ConfigError(f"compare= works with method=cam or gradcam, not {opts.method}")
     other = find_twin(run_dir, cfg) if opts.compare == "twin" else Path(opts.compare)
     if other is None:
         raise ConfigError(
@@ -289,9 +289,7 @@ def activation_maps(
         other = _maps(other_model, images, labels, other_data, opts, device)
         rows = {f"{name} {title_of_run}": result.maps, f"{name} {other_title}": other.maps}
         predictions = {row: r.predictions for row, r in zip(rows, (result, other))}
-        title = (
-            f"{name}{where} of {explained}: {title_of_run} above {other_title} (true / predicted)"
-        )
+        title = f"{name}{where} of {explained}: {title_of_run} above {other_title} (true class; → each net's answer, red when wrong)"
         fig = maps_figure(
             images, rows, labels, result.predictions, data.classes, title, predictions
         )

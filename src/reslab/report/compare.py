@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from reslab.figures import save_figure
+from reslab.report.cam import twin_cam_figures
 from reslab.report.figures import curves_figure, depth_figure, settings_figure
 from reslab.report.load import ReportError, Run, load_run, load_runs, run_config, sweep_command
 from reslab.report.significance import McNemar, compare_runs, twin_pairs
@@ -62,6 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="McNemar's test for two runs: job folder names, job numbers or paths (repeatable)",
     )
     parser.add_argument("--title", default=None, help="report heading")
+    parser.add_argument(
+        "--no-cam",
+        dest="cam",
+        action="store_false",
+        help="skip the class activation maps of the plain/residual twins (drawn by default "
+        "for models that end in global average pooling)",
+    )
     return parser.parse_args(argv)
 
 
@@ -137,6 +145,26 @@ def figures(runs: list[Run], rows: list[Row], out: Path) -> list[str]:
     ]
 
 
+def cam_section(drawn: list[tuple[Run, Run, Path]]) -> list[str]:
+    if not drawn:
+        return []
+    lines = [
+        "## Where the twins look: class activation maps",
+        "",
+        "For each depth, the first seed's residual net (upper rows) and its plain twin (lower "
+        "rows) on the same test images: the map of the class each predicted, upsampled to the "
+        "image (red: strongest evidence), titled with that net's answer (red when wrong). Made "
+        "by `scripts/explain.py run=<residual run> method=cam compare=<plain run>`.",
+        "",
+    ]
+    for plain, residual, path in drawn:
+        lines += [
+            f"![CAM at depth {plain.depth}: {residual.name} above {plain.name}]({path.name})",
+            "",
+        ]
+    return lines
+
+
 def build_report(
     sweeps: list[Path],
     runs: list[Run],
@@ -144,6 +172,7 @@ def build_report(
     pairs: list[tuple[str, str]],
     title: str | None,
     command: str,
+    cam: bool = True,
 ) -> str:
     """report.md's text; writes the figures into ``out`` on the way."""
     rows = group_rows(runs)
@@ -182,6 +211,8 @@ def build_report(
             mcnemar_table(tests),
             "",
         ]
+    if cam and tests:
+        parts += cam_section(twin_cam_figures([(a, b) for a, b, _ in tests], out))
     chosen = [
         (a, b, compare_runs(a, b))
         for a, b in ((find_run(x, runs), find_run(y, runs)) for x, y in pairs)
@@ -207,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(args.sweeps)
         out = args.out or args.sweeps[0]
         out.mkdir(parents=True, exist_ok=True)
-        report = build_report(args.sweeps, runs, out, args.pair, args.title, command)
+        report = build_report(args.sweeps, runs, out, args.pair, args.title, command, args.cam)
         rows = group_rows(runs)
         write_summary_csv(rows, out / "summary.csv")
         write_runs_csv(runs, out / "runs.csv")
