@@ -152,4 +152,6 @@ def test_the_ladder_sweeps_every_rung_and_the_report_names_them(cifar_root, tmp_
     for label in labels:
         assert f"| {label} | cnn | plain | 5 |" in report
     assert "overfitting from epoch" in report
+    assert "## Each setting against the one before it: McNemar's test" in report
+    assert f"| {labels[0]} (seed 0) | {labels[1]} (seed 0) | 5 / 5 |" in report
     assert (sweep / "curves.png").is_file() and not (sweep / "depth.png").exists()

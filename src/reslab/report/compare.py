@@ -16,7 +16,7 @@ from reslab.figures import save_figure
 from reslab.report.cam import twin_cam_figures
 from reslab.report.figures import curves_figure, depth_figure, settings_figure
 from reslab.report.load import ReportError, Run, load_run, load_runs, run_config, sweep_command
-from reslab.report.significance import McNemar, compare_runs, twin_pairs
+from reslab.report.significance import McNemar, compare_runs, step_pairs, twin_pairs
 from reslab.report.table import (
     Row,
     group_rows,
@@ -113,11 +113,16 @@ def mcnemar_table(pairs: list[tuple[Run, Run, McNemar]]) -> str:
     ]
     for a, b, m in pairs:
         lines.append(
-            f"| {a.variant} (seed {a.seed}) | {b.variant} (seed {b.seed}) | {a.depth} / {b.depth} | "
+            f"| {_who(a)} (seed {a.seed}) | {_who(b)} (seed {b.seed}) | {a.depth} / {b.depth} | "
             f"{100 * m.acc_a:.2f} | {100 * m.acc_b:.2f} | {m.only_a} | {m.only_b} | "
             f"{m.statistic:.2f} | {_p(m.p_value)} |"
         )
     return "\n".join(lines)
+
+
+def _who(run: Run) -> str:
+    """A run's name in the tests: its label (a course rung) or its model variant."""
+    return str(run.results.get("label") or run.variant)
 
 
 def _p(p: float) -> str:
@@ -165,6 +170,21 @@ def cam_section(drawn: list[tuple[Run, Run, Path]]) -> list[str]:
     return lines
 
 
+TABLE_NOTE = (
+    "Accuracies in %; mean ± sample std over seeds where seeds were swept. *best epoch*: the "
+    "epoch with the best monitored metric, whose checkpoint was tested; *val acc* and *test "
+    "acc* are both of that checkpoint. *final train loss*: the last epoch's mean training "
+    "loss. *overfitting from epoch*: the last epoch before validation loss rose for "
+    "`trainer.overfitting_epochs` epochs in a row while training loss fell (– : it did not). "
+    "summary.csv also has the highest validation accuracy of any epoch (max_val_acc)."
+)
+MCNEMAR_NOTE = (
+    "*only A right* / *only B right* count the test images one model gets right and the other "
+    "wrong; *p* is the exact two-sided binomial p-value. p < 0.05: the accuracy difference is "
+    "unlikely to be chance."
+)
+
+
 def build_report(
     sweeps: list[Path],
     runs: list[Run],
@@ -181,53 +201,46 @@ def build_report(
     commands = [c for s in sweeps if (c := sweep_command(s))]
     if commands:
         parts += ["Made by:", "", "```bash", *commands, "```", ""]
-    parts += [
-        f"Report: `{command}`",
-        "",
-        *setup_lines(runs),
-        "",
-        "## Results",
-        "",
-        markdown_table(rows),
-        "",
-        "Accuracies in %; mean ± sample std over seeds where seeds were swept. *best epoch*: the "
-        "epoch with the best monitored metric, whose checkpoint was tested; *val acc* and *test "
-        "acc* are both of that checkpoint. *final train loss*: the last epoch's mean training "
-        "loss. summary.csv also has the highest validation accuracy of any epoch (max_val_acc).",
-        "",
-    ]
+    parts += [f"Report: `{command}`", "", *setup_lines(runs), ""]
+    parts += ["## Results", "", markdown_table(rows), "", TABLE_NOTE, ""]
     if any(r.history for r in runs):
         parts += figures(runs, rows, out)
-    tests = [(a, b, compare_runs(a, b)) for a, b in twin_pairs(runs)]
-    if tests:
-        parts += [
-            "## Plain vs residual twin: McNemar's test",
-            "",
-            "Each plain run against its residual twin (same depth, seed and setting) on the same "
-            "test images. *only A right* / *only B right* count the images one model gets right and "
-            "the other wrong; *p* is the exact two-sided binomial p-value. p < 0.05: the accuracy "
-            "difference is unlikely to be chance.",
-            "",
-            mcnemar_table(tests),
-            "",
-        ]
-    if cam and tests:
-        parts += cam_section(twin_cam_figures([(a, b) for a, b, _ in tests], out))
-    chosen = [
-        (a, b, compare_runs(a, b))
-        for a, b in ((find_run(x, runs), find_run(y, runs)) for x, y in pairs)
-    ]
-    if chosen:
-        parts += ["## Chosen pairs: McNemar's test", "", mcnemar_table(chosen), ""]
-        parts += [f"- A = `{a.name}`, B = `{b.name}`" for a, b, _ in chosen] + [""]
+    twins = [(a, b, compare_runs(a, b)) for a, b in twin_pairs(runs)]
+    parts += mcnemar_section(
+        "Plain vs residual twin: McNemar's test",
+        "Each plain run (A) against its residual twin (B): same depth, seed and setting.",
+        twins,
+    )
+    if cam and twins:
+        parts += cam_section(twin_cam_figures([(a, b) for a, b, _ in twins], out))
+    steps = [(a, b, compare_runs(a, b)) for a, b in step_pairs(rows)]
+    parts += mcnemar_section(
+        "Each setting against the one before it: McNemar's test",
+        "Each setting's run (B) against the previous row's run of the same seed (A): did that "
+        "step change which test images the net gets right?",
+        steps,
+    )
+    chosen = [(find_run(x, runs), find_run(y, runs)) for x, y in pairs]
+    parts += mcnemar_section(
+        "Chosen pairs: McNemar's test",
+        "\n".join(f"- A = `{a.name}`, B = `{b.name}`" for a, b in chosen),
+        [(a, b, compare_runs(a, b)) for a, b in chosen],
+    )
+    return "\n".join(parts + failed_section(runs))
+
+
+def mcnemar_section(heading: str, text: str, tests: list[tuple[Run, Run, McNemar]]) -> list[str]:
+    if not tests:
+        return []
+    return [f"## {heading}", "", text, "", mcnemar_table(tests), "", MCNEMAR_NOTE, ""]
+
+
+def failed_section(runs: list[Run]) -> list[str]:
     failed = [r for r in runs if not r.ok]
-    if failed:
-        parts += ["## Failed jobs", ""]
-        parts += [
-            f"- `{r.name}`: {r.results.get('status')}: {r.results.get('error')}" for r in failed
-        ]
-        parts.append("")
-    return "\n".join(parts)
+    if not failed:
+        return []
+    lines = [f"- `{r.name}`: {r.results.get('status')}: {r.results.get('error')}" for r in failed]
+    return ["## Failed jobs", "", *lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:

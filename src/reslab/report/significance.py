@@ -16,6 +16,7 @@ import numpy as np
 from scipy.stats import binomtest, chi2
 
 from reslab.report.load import ReportError, Run
+from reslab.report.table import Row
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def compare_runs(a: Run, b: Run) -> McNemar:
 
 def twin_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
     """Each plain run with its residual twin: same depth, seed and setting, both finished."""
-    done = [r for r in runs if r.ok and (r.folder / "test_predictions.npz").is_file()]
+    done = [r for r in runs if r.ok and _has_predictions(r)]
     pairs = []
     for plain in (r for r in done if not r.results.get("residual")):
         for res in done:
@@ -104,3 +105,23 @@ def twin_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
             ) == (plain.depth, plain.seed, plain.setting, plain.results.get("dataset")):
                 pairs.append((plain, res))
     return sorted(pairs, key=lambda p: (p[0].setting, p[0].depth or 0, p[0].seed or 0))
+
+
+def step_pairs(rows: list[Row]) -> list[tuple[Run, Run]]:
+    """A sweep over settings at one depth and model (a course's ladder): each row's finished
+    runs against the previous row's run of the same seed, in row order."""
+    if len({r.setting for r in rows}) < 2 or len({(r.variant, r.depth) for r in rows}) != 1:
+        return []
+    pairs = []
+    for before, after in zip(rows, rows[1:]):
+        earlier = {r.seed: r for r in before.ok_runs if _has_predictions(r)}
+        pairs += [
+            (earlier[run.seed], run)
+            for run in after.ok_runs
+            if run.seed in earlier and _has_predictions(run)
+        ]
+    return pairs
+
+
+def _has_predictions(run: Run) -> bool:
+    return (run.folder / "test_predictions.npz").is_file()
