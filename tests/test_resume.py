@@ -239,3 +239,27 @@ def test_resume_refuses_another_optimizer_or_a_changed_lr(tmp_path):
         train(_cfg(tmp_path, "optimizer=sgd", f"resume={run_dir}"), run_dir)
     with pytest.raises(ConfigError, match=r"optimizer.lr \(checkpoint 0.001, now 0.01\)"):
         train(_cfg(tmp_path, "optimizer.lr=0.01", f"resume={run_dir}"), run_dir)
+
+
+def test_a_sweep_job_folder_resumes_when_quoted(tmp_path):
+    """A sweep job's folder name holds '=' and ','; quoted for Hydra it resumes in place, and
+    unquoted it gets one line that says to quote it."""
+    run_dir = tmp_path / "3_depth=2,seed=1"
+    first = run_cli(
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        "trainer.limit_train_batches=4",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        "logger=none",
+        f"hydra.run.dir='{run_dir}'",
+    )
+    assert first.returncode == 0, first.stderr
+    unquoted = run_cli("trainer.max_epochs=2", f"resume={run_dir}")
+    assert unquoted.returncode == 2 and "Traceback" not in unquoted.stderr
+    assert "quote a value that holds '=' or ','" in unquoted.stderr
+    again = run_cli("trainer.max_epochs=2", f'resume="{run_dir}"')
+    assert again.returncode == 0, again.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["resumed_from_epoch"] == 1 and results["epochs"] == 2
+    assert [row["epoch"] for row in MetricsCSV.read(run_dir / "metrics.csv")] == [1, 2]

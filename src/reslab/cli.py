@@ -74,7 +74,7 @@ def check_writable(argv: list[str]) -> None:
     scratch folder is made and removed in the deepest folder that exists.
     """
     targets = [
-        a.split("=", 1)[1] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+        _override_value(a) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
     ]
     for target in targets or ["outputs"]:
         path = Path(target).expanduser().absolute()
@@ -106,7 +106,10 @@ def preflight(argv: list[str], config_dir: Path) -> None:
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except HydraException as exc:
-        fail(f"cannot parse the overrides ({str(exc).splitlines()[0]}); write them as key=value")
+        fail(
+            f"cannot parse the overrides ({str(exc).splitlines()[0]}); write them as key=value "
+            "and quote a value that holds '=' or ',' for Hydra: 'resume=\"<folder>\"'"
+        )
     first_choices: list[str] = []
     keys = []
     for o in overrides:
@@ -151,11 +154,28 @@ def _override_key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
 
+def _override_value(arg: str) -> str:
+    """The value of ``key=value`` as Hydra reads it: quotes removed, so a sweep job's folder
+    (whose name holds '=' and ',') can be given quoted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return str(OverridesParser.create().parse_override(arg).value())
+    except HydraException:
+        return arg.split("=", 1)[1]
+
+
+def _quoted(path: Path) -> str:
+    """A path as a Hydra override value, safe when it holds '=' or ','."""
+    return "'" + str(path).replace("'", "\\'") + "'"
+
+
 def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     """``resume=<run>``: the run's own overrides first (those given now win), the run's folder
     as the run folder, and the checkpoint checked against the config before Hydra writes
     anything, so a refused resume leaves the run as it was."""
-    resume = next((a.split("=", 1)[1] for a in argv if _override_key(a) == "resume"), None)
+    resume = next((_override_value(a) for a in argv if _override_key(a) == "resume"), None)
     if resume in (None, "", "null") or "-m" in argv or "--multirun" in argv:
         return argv
     from omegaconf import OmegaConf
@@ -178,7 +198,7 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
         ]
         argv = [*earlier, *argv]
         if "hydra.run.dir" not in given:
-            argv.append(f"hydra.run.dir={run_dir.resolve()}")
+            argv.append(f"hydra.run.dir={_quoted(run_dir.resolve())}")
         cfg = compose_train_config(config_dir, [a for a in argv if not a.startswith("hydra.")])
         saved = load_checkpoint(path).get("config") or {}
         check_same_run(OmegaConf.to_container(cfg, resolve=True), saved, path)
