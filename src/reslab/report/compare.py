@@ -164,7 +164,8 @@ def cam_section(drawn: list[tuple[Run, Run, Path]]) -> list[str]:
     ]
     for plain, residual, path in drawn:
         lines += [
-            f"![CAM at depth {plain.depth}: {residual.name} above {plain.name}]({path.name})",
+            f"![CAM at depth {plain.depth}: {_who(residual)} (seed {residual.seed}) above "
+            f"{_who(plain)} (seed {plain.seed})]({path.name})",
             "",
         ]
     return lines
