@@ -18,10 +18,8 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+from reslab.statuses import FINISHED
 from reslab.tracking.base import RunLogger
-
-# Run statuses that TensorBoard's HParams view shows as a success.
-_SUCCESS = {"completed", "stopped_early"}
 
 
 def summary_scalars(summary: dict[str, Any]) -> dict[str, float]:
@@ -94,7 +92,7 @@ class TensorBoardLogger(RunLogger):
     def finish(self, status: str) -> None:
         if self.writer is None:
             return
-        self.writer.file_writer.add_summary(_session_end(status in _SUCCESS))
+        self.writer.file_writer.add_summary(_session_end(status in FINISHED))
         self.writer.close()
         self.writer = None
 

@@ -19,12 +19,12 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+from reslab.statuses import FINISHED
 from reslab.tracking.base import RunLogger
 
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
-_SUCCESS = {"completed", "stopped_early"}
 _SUMMARY_SKIP = {"class_report", "traceback"}
 RUN_ID_FILE = "run_id"
 
@@ -122,7 +122,7 @@ class WandbLogger(RunLogger):
         try:
             run.summary["status"] = status  # also for a run that failed before its summary
         finally:
-            run.finish(exit_code=0 if status in _SUCCESS else 1)
+            run.finish(exit_code=0 if status in FINISHED else 1)
         if self.mode == "offline":
             # The folder, not the offline-run-* inside: a resumed run has several, synced in order.
             log.info("W&B offline run saved; upload it with: wandb sync %s", self.run_dir / "wandb")

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reslab.errors import ConfigError, ResumeRefused
+from reslab.statuses import UNFINISHED
 from reslab.training.checkpoint import load_checkpoint
 from reslab.training.schedule import BUDGET_KEYS, budget_sets_length
 
@@ -33,7 +34,6 @@ MUST_MATCH = (
     "scheduler",
     "seed",
 )
-UNFINISHED = ("interrupted", "running")
 # What a checkpoint written before a key existed trained with.
 LEGACY_DEFAULTS = {"dataset.train_size": None, "dataset.standardize": True}
 
