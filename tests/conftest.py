@@ -58,10 +58,11 @@ def run_cli(
 
 
 def signal_after_first_epoch(
-    *args: str, sig: int = signal.SIGTERM, first_epoch: str = "epoch 1/"
+    *args: str, sig: int = signal.SIGTERM, first_epoch: str = "epoch 1/", occurrence: int = 1
 ) -> tuple[subprocess.Popen, str]:
-    """Start ``train.py args``, send ``sig`` once its first epoch is logged, wait for it to
-    exit; returns the finished process and what it wrote to stderr after that."""
+    """Start ``train.py args``, send ``sig`` once a first epoch is logged for the
+    ``occurrence``-th time (the n-th job of a sweep), wait for it to exit; returns the
+    finished process and what it wrote to stderr after that."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -72,8 +73,10 @@ def signal_after_first_epoch(
     )
     try:
         deadline = time.time() + 120
+        seen = 0
         for line in proc.stderr:
-            if line.startswith(first_epoch) or time.time() > deadline:
+            seen += line.startswith(first_epoch)
+            if seen == occurrence or time.time() > deadline:
                 break
         proc.send_signal(sig)
         rest = proc.communicate(timeout=60)[1]

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reslab import sweep  # noqa: F401  (registers the resolver behind hydra.sweep.subdir)
 from reslab.errors import ConfigError, ReslabError
 
 log = logging.getLogger("reslab")
@@ -176,8 +177,10 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     as the run folder, and the checkpoint checked against the config before Hydra writes
     anything, so a refused resume leaves the run as it was."""
     resume = next((_override_value(a) for a in argv if _override_key(a) == "resume"), None)
-    if resume in (None, "", "null") or "-m" in argv or "--multirun" in argv:
+    if resume in (None, "", "null"):
         return argv
+    if "-m" in argv or "--multirun" in argv:
+        return sweep_resume_argv(argv, resume)
     from omegaconf import OmegaConf
 
     from reslab.config.compose import compose_train_config
@@ -207,6 +210,29 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     return argv
 
 
+def sweep_resume_argv(argv: list[str], resume: str) -> list[str]:
+    """``-m resume=<sweep folder>``: the sweep's own overrides (values given now win, so a sweep
+    can gain values) run again into its folder, where finished jobs are skipped and
+    interrupted ones resume."""
+    from omegaconf import OmegaConf
+
+    sweep_dir = Path(resume).expanduser()
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.is_file():
+        fail(
+            f"resume={resume}: no multirun.yaml there; with -m, give the folder of a sweep "
+            "(outputs/multirun/<date>/<time>)"
+        )
+    task = [str(o) for o in OmegaConf.load(saved).hydra.overrides.task]
+    given = {_override_key(a) for a in argv}
+    earlier = [o for o in task if _override_key(o) not in given | {"resume"}]
+    at = next(i for i, a in enumerate(argv) if _override_key(a) == "resume")
+    argv = [*argv[:at], *earlier, *argv[at + 1 :]]  # among the overrides, after any flag
+    if "hydra.sweep.dir" not in given:
+        argv.append(f"hydra.sweep.dir={_quoted(sweep_dir.resolve())}")
+    return argv
+
+
 def run_job(cfg) -> float | None:
     """Hydra task: train one config into Hydra's output dir; one-line errors for user mistakes."""
     from hydra.core.hydra_config import HydraConfig
@@ -218,6 +244,14 @@ def run_job(cfg) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"
+    if multirun and (status := sweep.finished_status(run_dir)):
+        # A re-run of the sweep: this job finished before; its folder stays as it was.
+        log.info("%s: %s before, skipped (its results are kept)", run_dir.name, status)
+        return sweep.monitored_value(run_dir, str(cfg.monitor))
+    if multirun:
+        from reslab.placement import place_job
+
+        place_job(cfg, hydra_cfg.launcher, int(hydra_cfg.job.num))
     try:
         # A mistyped value fails here, before the dashboards, torchvision and torchmetrics
         # are imported: about a second instead of several.

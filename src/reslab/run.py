@@ -133,6 +133,8 @@ def train(
         device = resolve_device(str(cfg.trainer.device))
         # Under torchrun/SLURM tasks: join the process group; rank 0 alone writes and logs.
         dist_env, device = distributed.setup(device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # the job's streams and events live on its own GPU
         if not dist_env.is_main:
             log.setLevel(logging.WARNING)
         precision = resolve_precision(cfg.trainer.precision, device)
@@ -147,6 +149,7 @@ def train(
             n_test=len(data.test),
             device=str(device),
             precision=precision.name,
+            torch_threads=torch.get_num_threads(),
         )
         log.info(
             "%s: %s parameters, depth %s, on %s (precision %s)",

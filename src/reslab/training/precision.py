@@ -49,7 +49,10 @@ def resolve_precision(precision: str | int, device: torch.device) -> Precision:
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without one is a config error."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and torch.cuda.is_available():
+        # Named with its index, so results.json says which GPU a job ran on.
+        return torch.device("cuda", torch.cuda.current_device())
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"trainer.device={device} but this machine has no CUDA GPU; use trainer.device=auto or cpu"
