@@ -64,3 +64,29 @@ def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
         == peaks["reslab"] / peaks["float64_statistics"]
     )
     assert "loader_memory" in proc.stdout
+
+
+def test_sweep_benchmark_times_both_launchers_on_the_same_study(tmp_path):
+    out = tmp_path / "sweep_bench.json"
+    study = ["model=mlp", "depth=2,3", "width=16", "trainer=debug", "logger=none"]
+    study += ["dataset.download=false", f"dataset.root={tmp_path / 'data'}"]
+    proc = run_cli(
+        *study,
+        "--rounds=1",
+        "--n-jobs=2",
+        f"--out={out}",
+        script="scripts/benchmark_sweep.py",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["study"] == study and report["n_jobs"] == 2
+    for name in ("sequential", "joblib"):
+        (run,) = report["variants"][name]["runs"]
+        assert run["jobs"] == run["succeeded"] == 2 and run["wall_s"] > 0
+    expected = (
+        report["variants"]["sequential"]["median_wall_s"]
+        / (report["variants"]["joblib"]["median_wall_s"])
+    )
+    assert report["speedup"] == round(expected, 3)
+    assert f"{report['speedup']:.2f}x faster" in proc.stdout
