@@ -8,7 +8,7 @@ import torch
 
 from .conftest import run_cli
 
-VARIANTS = ("bare_loop", "reslab", "reslab_dataloader")
+VARIANTS = ("bare_loop", "fast_loop", "reslab", "reslab_no_loggers", "reslab_dataloader")
 
 
 def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
@@ -40,9 +40,13 @@ def test_benchmark_reports_every_variant_ratio_and_case(tmp_path):
         assert len(run["epoch_s"]) == epochs
         assert run["process_peak_rss_mb"] > 0
     ratios = mlp["ratios"]
-    bare, fast, same_path = (mlp["variants"][v]["median_epoch_s"] for v in VARIANTS)
+    bare, hand, fast, quiet, same_path = (mlp["variants"][v]["median_epoch_s"] for v in VARIANTS)
     assert ratios["overhead_same_data_path"] == same_path / bare
     assert ratios["speedup_reslab_vs_bare_loop"] == bare / fast
+    # Against the fastest hand-written loop, with the loggers off (the target) and on.
+    assert ratios["reslab_no_loggers_vs_fast_loop"] == quiet / hand
+    assert ratios["reslab_vs_fast_loop"] == fast / hand
+    assert "against the fast hand-written loop" in proc.stdout
 
     resnet = report["cases"]["resnet20"]
     if torch.cuda.is_available():

@@ -123,6 +123,8 @@ def test_fit_ends_with_the_best_epochs_weights_restored(tmp_path):
     fit = trainer.fit(loader, TensorBatchLoader(images, 64, (0.5,), (0.25,)))
     assert fit.status == "stopped_early" and fit.epochs == 5 and fit.best_epoch == 2
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+    # best.pt began as a link to epoch 2's last.pt; later saves of last.pt left it alone.
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 5
     restored = list(model.parameters())
     for now, best, last in zip(restored, script.weights[2], script.weights[5]):
         assert torch.equal(now, best) and not torch.equal(now, last)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,20 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def duplicate_checkpoint(source: Path, path: Path) -> None:
+    """``path`` becomes a copy of ``source`` without serialising again: a hard link where the
+    file system allows (later atomic writes of ``source`` replace its name, not this file)."""
+
+    def link(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    atomic_write(path, link)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

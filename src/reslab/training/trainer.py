@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from reslab.errors import ResumeRefused, TrainingError, TrainingInterrupted
 from reslab.tracking.base import LoggerGroup
 from reslab.training.callbacks import Callback
-from reslab.training.checkpoint import load_checkpoint, save_checkpoint
+from reslab.training.checkpoint import duplicate_checkpoint, load_checkpoint, save_checkpoint
 from reslab.training.distributed import (
     SINGLE,
     DistEnv,
@@ -167,8 +167,7 @@ class Trainer:
             self.history.append({"epoch": epoch, **row})
             self.schedule.after_epoch(row[monitor])
             self.loggers.log_metrics(row, epoch)
-            if self.early_stopping.update(row[monitor], epoch):
-                self._save("best.pt")
+            improved = self.early_stopping.update(row[monitor], epoch)
             if self.overfitting.update(epoch, row["train/loss"], row["val/loss"]):
                 log.warning(
                     "overfitting: val/loss has risen for %d epochs while train/loss kept falling; "
@@ -177,6 +176,10 @@ class Trainer:
                     self.overfitting.onset_epoch,
                 )
             self._save("last.pt")
+            if improved and self.dist.is_main:  # the same state: one serialisation, two names
+                duplicate_checkpoint(
+                    self.checkpoint_dir / "last.pt", self.checkpoint_dir / "best.pt"
+                )
             log.info(self._summary_line(row))
             if self._agreed_stop():
                 raise TrainingInterrupted(self.stop_requested)
