@@ -1,14 +1,16 @@
 """`reslab-compare SWEEP [SWEEP ...]`: the table, figures and significance tests of a depth study.
 
 Reads every job's results.json and metrics.csv, prints a markdown table and writes
-report.md, summary.csv (one line per model/depth, mean and std over seeds), runs.csv (one
-line per job), curves.png and depth.png into the first sweep folder (or --out).
+report.md, summary.csv (one line per model/depth: mean, std and 95% interval over seeds),
+runs.csv (one line per job), curves.png and depth.png into the first sweep folder (or
+--out). ``--metric`` picks the number the seed statistics and the depth plot centre on.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,11 +18,25 @@ from reslab.figures import save_figure
 from reslab.report.cam import twin_cam_figures
 from reslab.report.figures import curves_figure, depth_figure, settings_figure
 from reslab.report.load import ReportError, Run, load_run, load_runs, run_config, sweep_command
-from reslab.report.significance import McNemar, compare_runs, step_pairs, twin_pairs
+from reslab.report.seeds import PairedStats
+from reslab.report.significance import (
+    McNemar,
+    TwinSeeds,
+    compare_runs,
+    seed_twins,
+    step_pairs,
+    twin_pairs,
+)
 from reslab.report.table import (
+    DEFAULT_METRIC,
     Row,
+    check_metric,
+    fmt_number,
     group_rows,
     markdown_table,
+    metric_column,
+    metric_name,
+    stats_table,
     write_runs_csv,
     write_summary_csv,
 )
@@ -63,6 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="McNemar's test for two runs: job folder names, job numbers or paths (repeatable)",
     )
     parser.add_argument("--title", default=None, help="report heading")
+    parser.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help="the results.json number the seed statistics, the paired test over seeds and the "
+        "depth plot centre on: test/acc (default), val/acc, test/f1_macro, final_train_loss, ...",
+    )
     parser.add_argument(
         "--no-cam",
         dest="cam",
@@ -129,7 +151,7 @@ def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def figures(runs: list[Run], rows: list[Row], out: Path) -> list[str]:
+def figures(runs: list[Run], rows: list[Row], out: Path, metric: str = DEFAULT_METRIC) -> list[str]:
     """Save the figures into ``out``; returns the report's lines that show them. A sweep over
     settings at one depth (the course's ladder) gets its curves per setting; a depth study,
     its curves per model beside each other and its metrics against depth."""
@@ -141,13 +163,18 @@ def figures(runs: list[Run], rows: list[Row], out: Path) -> list[str]:
             "",
         ]
     save_figure(curves_figure(runs), out / "curves.png")
-    save_figure(depth_figure(rows), out / "depth.png")
+    save_figure(depth_figure(rows, metric), out / "depth.png")
+    against = " and ".join(dict.fromkeys(["final training loss", _plain_name(metric)]))
     return [
         "![training loss and validation accuracy per epoch, plain left, residual right](curves.png)",
         "",
-        "![final training loss and test accuracy against depth](depth.png)",
+        f"![{against} against depth, mean ± sample std over seeds](depth.png)",
         "",
     ]
+
+
+def _plain_name(metric: str) -> str:
+    return metric_name(metric).removesuffix(" (%)")
 
 
 def cam_section(drawn: list[tuple[Run, Run, Path]]) -> list[str]:
@@ -179,6 +206,22 @@ TABLE_NOTE = (
     "`trainer.overfitting_epochs` epochs in a row while training loss fell (– : it did not). "
     "summary.csv also has the highest validation accuracy of any epoch (max_val_acc)."
 )
+STATS_NOTE = (
+    "Over the finished seeds of each row: mean ± sample std (ddof=1) and the 95% interval "
+    "mean ± t(0.975, n−1)·s/√n, where the mean over seeds would lie if the study were "
+    "repeated with new seeds, assuming seed-to-seed variation is roughly normal; with 2 seeds "
+    "t(0.975, 1) = 12.7, so the interval is very wide. A row with one seed shows its value and "
+    "no interval (n=1): one seed says nothing about the spread. summary.csv has the bounds as "
+    "*_ci_low and *_ci_high."
+)
+PAIRED_NOTE = (
+    "Each plain net against its residual twin (same depth and setting), paired by seed: the "
+    "difference residual − plain per seed, its mean with a 95% t-interval, and the two-sided "
+    "p-value of the paired t-test over seeds (scipy.stats.ttest_rel). McNemar's test below "
+    "asks whether one trained pair differs on this test set; this asks whether the difference "
+    "holds across seeds, that is across the randomness of training. With few seeds it has "
+    "little power; with one seed pair there is no test over seeds."
+)
 MCNEMAR_NOTE = (
     "*only A right* / *only B right* count the test images one model gets right and the other "
     "wrong; *p* is the exact two-sided binomial p-value. p < 0.05: the accuracy difference is "
@@ -194,6 +237,7 @@ def build_report(
     title: str | None,
     command: str,
     cam: bool = True,
+    metric: str = DEFAULT_METRIC,
 ) -> str:
     """report.md's text; writes the figures into ``out`` on the way."""
     rows = group_rows(runs)
@@ -203,9 +247,12 @@ def build_report(
     if commands:
         parts += ["Made by:", "", "```bash", *commands, "```", ""]
     parts += [f"Report: `{command}`", "", *setup_lines(runs), ""]
-    parts += ["## Results", "", markdown_table(rows), "", TABLE_NOTE, ""]
+    parts += ["## Results", "", markdown_table(rows, metric), "", TABLE_NOTE, ""]
+    parts += ["## Seed statistics: 95% intervals", "", stats_table(rows, metric), ""]
+    parts += [STATS_NOTE, ""]
     if any(r.history for r in runs):
-        parts += figures(runs, rows, out)
+        parts += figures(runs, rows, out, metric)
+    parts += paired_section(seed_twins(runs, metric), metric)
     twins = [(a, b, compare_runs(a, b)) for a, b in twin_pairs(runs)]
     parts += mcnemar_section(
         "Plain vs residual twin: McNemar's test",
@@ -230,6 +277,51 @@ def build_report(
     return "\n".join(parts + failed_section(runs))
 
 
+def paired_section(twins: list[TwinSeeds], metric: str) -> list[str]:
+    if not twins:
+        return []
+    name = metric_name(metric).replace("(%)", "(points)")
+    header = ["plain", "residual", "depth", "seed pairs", "plain: mean", "residual: mean"]
+    header += [f"{name}: residual − plain, mean", "95% interval", "p (paired t)"]
+    settings = len({t.plain.setting for t in twins}) > 1
+    lines = ["| " + " | ".join(["setting"] * settings + header) + " |"]
+    lines.append("|" + "---|" * (len(header) + settings))
+    for twin in twins:
+        s = twin.stats
+        cells = [_who(twin.plain), _who(twin.residual), str(twin.plain.depth), str(s.n)]
+        cells += [_mean(s.a, metric), _mean(s.b, metric), _signed(s.diff.mean, metric)]
+        cells += [_diff_interval(s, metric), _paired_p(s)]
+        setting = [twin.plain.setting or "(base)"] * settings
+        lines.append("| " + " | ".join(setting + cells) + " |")
+    heading = f"## Plain vs residual twin over seeds: paired t-test of {_plain_name(metric)}"
+    return [heading, "", PAIRED_NOTE, "", *lines, ""]
+
+
+def _mean(values: list[float], metric: str) -> str:
+    return fmt_number(statistics.fmean(values), metric_column(metric))
+
+
+def _signed(x: float | None, metric: str) -> str:
+    """A difference with its sign; of accuracies, in percentage points."""
+    if x is None:
+        return "–"
+    return f"{100 * x:+.2f}" if metric_column(metric).endswith("acc") else f"{x:+.3g}"
+
+
+def _diff_interval(s: PairedStats, metric: str) -> str:
+    if s.diff.low is None:
+        return "– (one seed pair)"
+    return f"[{_signed(s.diff.low, metric)}, {_signed(s.diff.high, metric)}]"
+
+
+def _paired_p(s: PairedStats) -> str:
+    if s.n < 2:
+        return "– (one seed pair: no test over seeds)"
+    if s.p_value is None:
+        return "– (the same difference for every seed: no spread to test against)"
+    return _p(s.p_value)
+
+
 def mcnemar_section(heading: str, text: str, tests: list[tuple[Run, Run, McNemar]]) -> list[str]:
     if not tests:
         return []
@@ -250,17 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python scripts/compare.py", *(shlex.quote(a) for a in argv)])
     try:
         runs = load_runs(args.sweeps)
+        check_metric(args.metric, runs)
         out = args.out or args.sweeps[0]
         out.mkdir(parents=True, exist_ok=True)
-        report = build_report(args.sweeps, runs, out, args.pair, args.title, command, args.cam)
+        report = build_report(
+            args.sweeps, runs, out, args.pair, args.title, command, args.cam, args.metric
+        )
         rows = group_rows(runs)
-        write_summary_csv(rows, out / "summary.csv")
-        write_runs_csv(runs, out / "runs.csv")
+        write_summary_csv(rows, out / "summary.csv", args.metric)
+        write_runs_csv(runs, out / "runs.csv", args.metric)
         (out / "report.md").write_text(report)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(markdown_table(rows))
+    print(markdown_table(rows, args.metric))
     print(f"\nreport: {out / 'report.md'} (summary.csv, runs.csv and figures beside it)")
     return 0
 

@@ -6,11 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from reslab.report.load import Run  # noqa: E402
-from reslab.report.table import Row  # noqa: E402
+from reslab.report.table import DEFAULT_METRIC, Row, metric_column, metric_name  # noqa: E402
 
 CURVES = [("train/loss", "training loss", True), ("val/acc", "validation accuracy", False)]
 
@@ -72,48 +73,61 @@ def curves_figure(runs: list[Run]) -> Figure:
     return fig
 
 
-def depth_figure(rows: list[Row]) -> Figure:
-    """Final training loss and test accuracy against depth, mean ± std over seeds, a line per variant."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+def depth_figure(rows: list[Row], metric: str = DEFAULT_METRIC) -> Figure:
+    """Final training loss and ``metric`` (test accuracy by default) against depth, mean ±
+    sample std over seeds, a line per variant; one panel when the metric is the loss."""
+    keys = list(dict.fromkeys(["final_train_loss", metric]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     lines: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         lines.setdefault((row.variant, row.setting), []).append(row)
     settings = {s for _, s in lines}
-    depths = sorted({r.depth for r in rows if r.depth is not None})
     for (variant, setting), group in sorted(
         lines.items(), key=lambda kv: (kv[1][0].residual, kv[0])
     ):
         group = sorted(
             (r for r in group if r.ok_runs and r.depth is not None), key=lambda r: r.depth
         )
-        if not group:
-            continue
         label = variant if len(settings) == 1 else f"{variant} {setting}".strip()
-        style = "-" if group[0].residual else "--"
-        for ax, column, scale in ((loss_ax, "final_train_loss", 1.0), (acc_ax, "test_acc", 100.0)):
-            stats = [r.mean_std(column) for r in group]
-            ax.errorbar(
-                [r.depth for r in group],
-                [scale * m for m, _ in stats],
-                yerr=[scale * (s or 0.0) for _, s in stats],
-                fmt="o" + style,
-                capsize=3,
-                label=label,
-            )
-    loss_ax.set_yscale("log")
-    loss_ax.set_ylabel("final training loss")
-    acc_ax.set_ylabel("test accuracy (%)")
-    for ax in (loss_ax, acc_ax):
-        ax.set_xlabel("depth (weight layers)")
-        if depths and min(depths) > 0:
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_locator(FixedLocator(depths))
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_locator(NullLocator())
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        for ax, key in zip(axes[0], keys):
+            _depth_line(ax, group, key, label, "-" if group and group[0].residual else "--")
+    depths = sorted({r.depth for r in rows if r.depth is not None})
+    for ax, key in zip(axes[0], keys):
+        _depth_axes(ax, key, depths)
     fig.tight_layout()
     return fig
+
+
+def _depth_line(ax: Axes, group: list[Row], key: str, label: str, style: str) -> None:
+    # A row whose runs lack the metric is left out rather than drawn at zero.
+    points = [(r.depth, r.stats(key)) for r in group]
+    points = [(d, s) for d, s in points if s.mean is not None]
+    if not points:
+        return
+    scale = 100.0 if metric_column(key).endswith("acc") else 1.0
+    ax.errorbar(
+        [d for d, _ in points],
+        [scale * s.mean for _, s in points],
+        yerr=[scale * (s.std or 0.0) for _, s in points],
+        fmt="o" + style,
+        capsize=3,
+        label=label,
+    )
+
+
+def _depth_axes(ax: Axes, key: str, depths: list[int]) -> None:
+    if key.endswith("loss"):
+        ax.set_yscale("log")
+    ax.set_ylabel(metric_name(key))
+    ax.set_xlabel("depth (weight layers)")
+    if depths and min(depths) > 0:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(depths))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 LADDER_PANELS = [("loss", "loss (log)", True), ("acc", "accuracy", False)]

@@ -16,7 +16,8 @@ import numpy as np
 from scipy.stats import binomtest, chi2
 
 from reslab.report.load import ReportError, Run
-from reslab.report.table import Row
+from reslab.report.seeds import PairedStats, paired_stats
+from reslab.report.table import Row, metric_getter
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,10 @@ def compare_runs(a: Run, b: Run) -> McNemar:
     return mcnemar(labels_a, pred_a, pred_b)
 
 
-def twin_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """Each plain run with its residual twin: same depth, seed and setting, both finished."""
-    done = [r for r in runs if r.ok and _has_predictions(r)]
+def twin_pairs(runs: list[Run], need_predictions: bool = True) -> list[tuple[Run, Run]]:
+    """Each plain run with its residual twin: same depth, seed and setting, both finished
+    (and, for McNemar's test, with their test predictions saved)."""
+    done = [r for r in runs if r.ok and (_has_predictions(r) or not need_predictions)]
     pairs = []
     for plain in (r for r in done if not r.results.get("residual")):
         for res in done:
@@ -105,6 +107,35 @@ def twin_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
             ) == (plain.depth, plain.seed, plain.setting, plain.results.get("dataset")):
                 pairs.append((plain, res))
     return sorted(pairs, key=lambda p: (p[0].setting, p[0].depth or 0, p[0].seed or 0))
+
+
+@dataclass(frozen=True)
+class TwinSeeds:
+    """A plain model and its residual twin at one depth and setting, paired by seed."""
+
+    plain: Run  # the first seed's runs, for names, depth and setting
+    residual: Run
+    stats: PairedStats  # of residual − plain
+
+
+def seed_twins(runs: list[Run], metric: str = "test/acc") -> list[TwinSeeds]:
+    """The twin pairs of each depth and setting, their ``metric`` paired by seed: the mean
+    difference residual − plain over seeds, its t-interval and the paired t-test."""
+    get = metric_getter(metric)
+    groups: dict[tuple, dict] = {}
+    for plain, res in twin_pairs(runs, need_predictions=False):
+        a, b = get(plain), get(res)
+        if a is None or b is None:
+            continue
+        key = (plain.setting, plain.depth or 0, plain.variant, res.variant)
+        # One pair per seed: the same seed twice (two sweeps given) would count one seed twice.
+        groups.setdefault(key, {}).setdefault(plain.seed, (plain, res, a, b))
+    twins = []
+    for key in sorted(groups):
+        plains, residuals, a, b = zip(*groups[key].values())
+        stats = paired_stats([p.seed for p in plains], a, b)
+        twins.append(TwinSeeds(plains[0], residuals[0], stats))
+    return twins
 
 
 def step_pairs(rows: list[Row]) -> list[tuple[Run, Run]]:
