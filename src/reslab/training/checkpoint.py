@@ -6,6 +6,8 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,41 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+class CheckpointWriter:
+    """Writes checkpoints on one background thread, so that training goes on while one is
+    serialised (as Lightning's AsyncCheckpointIO does). At most one write is in flight;
+    ``wait`` blocks until it is on disk and raises its error, if any."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def submit(self, write: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="reslab-checkpoint")
+        self._pending = self._pool.submit(write)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
+def host_copy(state: Any) -> Any:
+    """``state`` with every tensor copied to host memory: a snapshot that training may go on
+    changing the original of while the copy is written."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: host_copy(value) for key, value in state.items()}
+    if isinstance(state, list):
+        return [host_copy(value) for value in state]
+    if isinstance(state, tuple):
+        return tuple(host_copy(value) for value in state)
+    return state
 
 
 def duplicate_checkpoint(source: Path, path: Path) -> None:

@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 from reslab.errors import ResumeRefused, TrainingError, TrainingInterrupted
 from reslab.tracking.base import LoggerGroup
 from reslab.training.callbacks import Callback
-from reslab.training.checkpoint import duplicate_checkpoint, load_checkpoint, save_checkpoint
+from reslab.training.checkpoint import (
+    CheckpointWriter,
+    duplicate_checkpoint,
+    host_copy,
+    load_checkpoint,
+    save_checkpoint,
+)
 from reslab.training.distributed import (
     SINGLE,
     DistEnv,
@@ -132,17 +138,37 @@ class Trainer:
         self.train_loader: Any = None
         self._epoch_progress: dict | None = None  # partial sums of an epoch resumed mid-way
         self._loader_state: dict | None = None
+        self._writer = CheckpointWriter()
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_loader: Any, val_loader: Any) -> FitResult:
-        monitor = self.early_stopping.monitor
-        status = "completed"
         self.train_loader = train_loader
         if self._loader_state is not None:
             train_loader.load_state_dict(self._loader_state)
             self._loader_state = None
         for callback in self.callbacks:
             callback.on_fit_start(self)
+        try:
+            status = self._fit_epochs(train_loader, val_loader)
+        finally:
+            self._writer.wait()  # every checkpoint is on disk before fit returns or raises
+        if self.early_stopping.best_epoch > 0:
+            self.restore("best.pt")
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        return FitResult(
+            status=status,
+            epochs=self.epoch,
+            best_epoch=self.early_stopping.best_epoch,
+            best_value=self.early_stopping.best,
+            history=self.history,
+            overfitting_epoch=self.overfitting.onset_epoch,
+        )
+
+    def _fit_epochs(self, train_loader: Any, val_loader: Any) -> str:
+        """Train and validate until the budget is spent or early stopping ends the run."""
+        monitor = self.early_stopping.monitor
+        status = "completed"
         while self.epoch < self.max_epochs:
             epoch = self.epoch + 1
             started = time.perf_counter()
@@ -175,11 +201,7 @@ class Trainer:
                     self.overfitting.epochs,
                     self.overfitting.onset_epoch,
                 )
-            self._save("last.pt")
-            if improved and self.dist.is_main:  # the same state: one serialisation, two names
-                duplicate_checkpoint(
-                    self.checkpoint_dir / "last.pt", self.checkpoint_dir / "best.pt"
-                )
+            self._save("last.pt", also=("best.pt",) if improved else ())
             log.info(self._summary_line(row))
             if self._agreed_stop():
                 raise TrainingInterrupted(self.stop_requested)
@@ -193,18 +215,7 @@ class Trainer:
                     self.early_stopping.best_epoch,
                 )
                 break
-        if self.early_stopping.best_epoch > 0:
-            self.restore("best.pt")
-        for callback in self.callbacks:
-            callback.on_fit_end(self)
-        return FitResult(
-            status=status,
-            epochs=self.epoch,
-            best_epoch=self.early_stopping.best_epoch,
-            best_value=self.early_stopping.best,
-            history=self.history,
-            overfitting_epoch=self.overfitting.onset_epoch,
-        )
+        return status
 
     def _train_epoch(self, loader: Any, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -253,6 +264,7 @@ class Trainer:
                     "seen": seen,
                 }
                 self._save("last.pt")
+                self._writer.wait()
                 raise TrainingInterrupted(self.stop_requested)
         guard.flush()
         if self.dist.enabled:  # one all-reduce per epoch: the whole batch's numbers
@@ -383,14 +395,25 @@ class Trainer:
         self._loader_state = mine.get("train_loader")
         _set_rng_state(mine["rng"])
 
-    def _save(self, name: str) -> None:
-        """Every rank hands in its own state; rank 0 writes the checkpoint."""
+    def _save(self, name: str, also: tuple[str, ...] = ()) -> None:
+        """Every rank hands in its own state; rank 0 writes the checkpoint, in the background
+        from a snapshot, and gives it the names in ``also`` (best.pt: the same state)."""
         ranks = all_gather_objects(self._rank_state())
-        if self.dist.is_main:
-            save_checkpoint(self.checkpoint_dir / name, self.state_dict(ranks))
+        if not self.dist.is_main:
+            return
+        state = host_copy(self.state_dict(ranks))
+        directory = self.checkpoint_dir
+
+        def write() -> None:
+            save_checkpoint(directory / name, state)
+            for other in also:  # one serialisation, several names
+                duplicate_checkpoint(directory / name, directory / other)
+
+        self._writer.submit(write)
 
     def restore(self, name: str) -> None:
         """Load model weights from a checkpoint of this run (e.g. the best epoch's)."""
+        self._writer.wait()
         if self.dist.is_main:
             state = load_checkpoint(self.checkpoint_dir / name, map_location=self.device)
             self.model.load_state_dict(state["model"])
