@@ -1,8 +1,10 @@
 """One training run, from a composed config to a finished run folder.
 
-config -> validate -> data -> model, optimizer, schedule -> Trainer.fit -> test on the
-best checkpoint -> results.json, metrics.csv, checkpoints, figures. Nothing global: every
-piece is built here and handed to the trainer as an argument.
+``train`` reads as its steps: check the config -> find the checkpoint to resume -> devices
+-> data and model -> loggers -> loaders, schedule and trainer -> fit -> test on the best
+checkpoint -> results.json, metrics.csv, checkpoints, figures. Failures are handled in one
+place, ``RunOutcome``. Nothing global: every piece is built here and handed to the trainer
+as an argument.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reslab.config.validate import build, check_config
 from reslab.data import load_dataset
+from reslab.data.image_data import ImageData
 from reslab.data.loader import Augmentation, DataLoaderBatches, TensorBatchLoader, on_device
 from reslab.errors import (
     ConfigError,
@@ -46,7 +50,7 @@ from reslab.training.early_stopping import EarlyStopping, monitor_mode
 from reslab.training.fastpath import use_channels_last
 from reslab.training.interrupts import GracefulStop
 from reslab.training.metrics import format_class_report
-from reslab.training.precision import resolve_device, resolve_precision
+from reslab.training.precision import Precision, resolve_device, resolve_precision
 from reslab.training.resume import load_resume_state
 from reslab.training.schedule import build_schedule
 from reslab.training.trainer import Trainer
@@ -112,6 +116,69 @@ def build_loaders(
     return train, val, test
 
 
+@dataclass
+class Placement:
+    """Where the run computes: its device and precision, and its place in a process group."""
+
+    device: torch.device
+    precision: Precision
+    dist_env: DistEnv
+
+
+class RunOutcome:
+    """results.json of one run, and the one place that handles its failures: whatever ends the
+    ``with`` block, results.json ends with the run's status (and error), the dashboards are
+    closed, the process group is left and a cluster's requeue is handed over."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.batch_size = int(cfg.dataset.batch_size)
+        self.started = time.time()
+        self.results: dict[str, Any] = {"status": "running", **describe(cfg)}
+        self.loggers = LoggerGroup()
+        self.dist_env = SINGLE
+        self.stop: GracefulStop | None = None
+
+    def write(self) -> None:
+        if self.dist_env.is_main:
+            write_json(self.run_dir / "results.json", self.results)
+
+    def __enter__(self) -> RunOutcome:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            if exc is not None:
+                self._record_failure(exc)
+        finally:
+            self.results["duration_s"] = round(time.time() - self.started, 3)
+            self.loggers.finish(self.results["status"])
+            if not isinstance(exc, ResumeRefused):  # a refused resume leaves its run as it was
+                self.write()
+            distributed.teardown(self.dist_env)
+            if self.stop is not None:
+                self.stop.hand_over()  # submitit requeues now that last.pt and results.json exist
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise TrainingError(self._out_of_memory()) from exc
+        return False
+
+    def _record_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, torch.OutOfMemoryError):
+            self.results.update(status="failed", error=f"TrainingError: {self._out_of_memory()}")
+            return
+        interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
+        self.results["status"] = "interrupted" if interrupted else "failed"
+        self.results["error"] = f"{exc.__class__.__name__}: {exc}".strip()
+        if not isinstance(exc, (ReslabError, TrainingInterrupted, KeyboardInterrupt)):
+            self.results["traceback"] = "".join(traceback.format_exception(exc))
+
+    def _out_of_memory(self) -> str:
+        return (
+            f"out of GPU memory at dataset.batch_size={self.batch_size}; lower it "
+            f"(e.g. dataset.batch_size={max(1, self.batch_size // 2)}) or use a smaller model"
+        )
+
+
 def train(
     cfg: DictConfig,
     run_dir: Path,
@@ -120,159 +187,166 @@ def train(
 ) -> dict[str, Any]:
     """Train and test one config into ``run_dir``; returns what results.json holds."""
     run_dir = Path(run_dir)
-    started = time.time()
-    results: dict[str, Any] = {"status": "running", **describe(cfg)}
-    loggers = LoggerGroup()
-    dist_env = SINGLE
-    stop: GracefulStop | None = None
-    refused = False  # a refused resume leaves the run it pointed at as it was
-    try:
+    with RunOutcome(cfg, run_dir) as outcome:
         check_config(cfg)
         resume_state = load_resume_state(cfg, run_dir)
-        seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
-        device = resolve_device(str(cfg.trainer.device))
-        # Under torchrun/SLURM tasks: join the process group; rank 0 alone writes and logs.
-        dist_env, device = distributed.setup(device)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)  # the job's streams and events live on its own GPU
-        if not dist_env.is_main:
-            log.setLevel(logging.WARNING)
-        precision = resolve_precision(cfg.trainer.precision, device)
-
-        data = load_dataset(cfg.dataset)
-        model = build(cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes)
-        results.update(
-            params=count_params(model),
-            data_source=data.source,
-            n_train=len(data.train),
-            n_val=len(data.val),
-            n_test=len(data.test),
-            device=str(device),
-            precision=precision.name,
-            torch_threads=torch.get_num_threads(),
-        )
-        log.info(
-            "%s: %s parameters, depth %s, on %s (precision %s)",
-            results["name"],
-            f"{results['params']:,}",
-            cfg.get("depth"),
-            device,
-            precision.name,
-        )
-        for note in data.notes:
-            log.warning("data: %s", note)
-
-        optimizer = build(cfg.optimizer)(model.parameters())
-        channels_last = use_channels_last(cfg.trainer.get("channels_last", "auto"), model, device)
-        train_loader, val_loader, test_loader = build_loaders(
-            cfg, data, device, int(cfg.seed), dist_env=dist_env, channels_last=channels_last
-        )
-        mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
-        max_epochs = run_length_epochs(cfg.trainer, len(train_loader))
-        schedule = build_schedule(
-            cfg.scheduler,
-            optimizer,
-            steps_per_epoch=len(train_loader),
-            max_epochs=max_epochs,
-            monitor_mode=mode,
-        )
-        history = resume_state["history"] if resume_state else []
-        if dist_env.is_main:
-            loggers.add(MetricsCSV(run_dir / "metrics.csv", rows=history))
-            for logger in extra_loggers or []:
-                loggers.add(logger)
-        if resume_state is not None:  # dashboards continue their run rather than start another
-            loggers.resume(int(resume_state["epoch"]))
-        loggers.log_hparams({**describe(cfg), "params": results["params"]})
-
-        # explain.*: CAM timeline, per-layer gradient norms; checked on every rank, run on rank 0.
-        explainers = explain_callbacks(cfg, model, data, run_dir)
-        explainers = explainers if dist_env.is_main else []
-        trainer = Trainer(
-            model,
-            optimizer,
-            schedule,
-            device=device,
-            precision=precision,
-            max_epochs=max_epochs,
-            early_stopping=EarlyStopping(
-                cfg.monitor,
-                mode,
-                cfg.trainer.early_stopping.patience,
-                float(cfg.trainer.early_stopping.min_delta),
-            ),
-            checkpoint_dir=run_dir / "checkpoints",
-            num_classes=data.num_classes,
-            classes=data.classes,
-            loggers=loggers,
-            grad_clip=cfg.trainer.grad_clip,
-            overfitting_epochs=int(cfg.trainer.overfitting_epochs),
-            progress=cfg.trainer.progress if dist_env.is_main else False,
-            checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
-            callbacks=[*(extra_callbacks or []), *explainers],
-            dist=dist_env,
-            channels_last=channels_last,
-            compile=bool(cfg.trainer.get("compile", False)),
-            sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm", False)),
-        )
+        place = set_up_devices(cfg, outcome)
+        data, model = load_data_and_model(cfg, place, outcome)
+        add_loggers(cfg, outcome, extra_loggers, resume_state)
+        trainer, loaders = build_trainer(cfg, data, model, place, outcome, extra_callbacks)
         if resume_state is not None:
             trainer.load_state_dict(resume_state)
-            results["resumed_from_epoch"] = trainer.epoch
-        if dist_env.is_main:  # a job killed outright leaves "running": restarted, it resumes
-            write_json(run_dir / "results.json", results)
-        stop = GracefulStop(trainer)
-        with stop:
-            fit = trainer.fit(train_loader, val_loader)
-        # trainer.fit restored best.pt: the test set sees the best epoch's weights, once.
-        tested = trainer.test(test_loader)
+            outcome.results["resumed_from_epoch"] = trainer.epoch
+        outcome.write()  # a job killed outright leaves "running": restarted, it resumes
+        fit_and_test(trainer, loaders, data, outcome)
+    return outcome.results
 
-        best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), fit.history[-1])
-        results.update(
-            status=fit.status,
-            epochs=fit.epochs,
-            best_epoch=fit.best_epoch,
-            **{k: v for k, v in best_row.items() if k.startswith("val/")},
-            **tested.metrics,
-            final_train_loss=fit.history[-1]["train/loss"],
-            best_train_loss=min(r["train/loss"] for r in fit.history),
-            overfitting_epoch=fit.overfitting_epoch,
-            class_report=tested.class_report,
-        )
-        if dist_env.is_main:
-            _write_test_outputs(run_dir, tested, data, loggers, fit.epochs)
-        log.info(
-            "test on best epoch %d: test/acc %.4f  test/loss %.4f\n%s",
-            fit.best_epoch,
-            tested.metrics["test/acc"],
-            tested.metrics["test/loss"],
-            format_class_report(tested.class_report),
-        )
-        loggers.log_summary({k: v for k, v in results.items() if k != "class_report"})
-        return results
-    except torch.OutOfMemoryError as exc:
-        results["status"] = "failed"
-        message = (
-            f"out of GPU memory at dataset.batch_size={cfg.dataset.batch_size}; lower it "
-            f"(e.g. dataset.batch_size={max(1, int(cfg.dataset.batch_size) // 2)}) or use a smaller model"
-        )
-        results["error"] = f"TrainingError: {message}"
-        raise TrainingError(message) from exc
-    except BaseException as exc:
-        refused = isinstance(exc, ResumeRefused)
-        interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
-        results["status"] = "interrupted" if interrupted else "failed"
-        results["error"] = f"{exc.__class__.__name__}: {exc}".strip()
-        if not isinstance(exc, (ReslabError, TrainingInterrupted, KeyboardInterrupt)):
-            results["traceback"] = traceback.format_exc()
-        raise
-    finally:
-        results["duration_s"] = round(time.time() - started, 3)
-        loggers.finish(results["status"])
-        if dist_env.is_main and not refused:
-            write_json(run_dir / "results.json", results)
-        distributed.teardown(dist_env)
-        if stop is not None:
-            stop.hand_over()  # submitit requeues now that last.pt and results.json are on disk
+
+def set_up_devices(cfg: DictConfig, outcome: RunOutcome) -> Placement:
+    """Seed, device and precision; under torchrun/SLURM tasks, join the process group (rank 0
+    alone writes and logs)."""
+    seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
+    device = resolve_device(str(cfg.trainer.device))
+    outcome.dist_env, device = distributed.setup(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the job's streams and events live on its own GPU
+    if not outcome.dist_env.is_main:
+        log.setLevel(logging.WARNING)
+    return Placement(device, resolve_precision(cfg.trainer.precision, device), outcome.dist_env)
+
+
+def load_data_and_model(
+    cfg: DictConfig, place: Placement, outcome: RunOutcome
+) -> tuple[ImageData, torch.nn.Module]:
+    """The dataset and the model built for its shape; their facts go into results.json."""
+    data = load_dataset(cfg.dataset)
+    model = build(cfg.model, input_shape=list(data.input_shape), num_classes=data.num_classes)
+    results = outcome.results
+    results.update(
+        params=count_params(model),
+        data_source=data.source,
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_test=len(data.test),
+        device=str(place.device),
+        precision=place.precision.name,
+        torch_threads=torch.get_num_threads(),
+    )
+    log.info(
+        "%s: %s parameters, depth %s, on %s (precision %s)",
+        results["name"],
+        f"{results['params']:,}",
+        cfg.get("depth"),
+        place.device,
+        place.precision.name,
+    )
+    for note in data.notes:
+        log.warning("data: %s", note)
+    return data, model
+
+
+def build_trainer(
+    cfg: DictConfig,
+    data: ImageData,
+    model: torch.nn.Module,
+    place: Placement,
+    outcome: RunOutcome,
+    extra_callbacks: list | None,
+) -> tuple[Trainer, tuple]:
+    """Optimizer, loaders, schedule, loggers and callbacks, handed to one Trainer."""
+    run_dir, device = outcome.run_dir, place.device
+    optimizer = build(cfg.optimizer)(model.parameters())
+    channels_last = use_channels_last(cfg.trainer.get("channels_last", "auto"), model, device)
+    loaders = build_loaders(
+        cfg, data, device, int(cfg.seed), dist_env=place.dist_env, channels_last=channels_last
+    )
+    mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
+    max_epochs = run_length_epochs(cfg.trainer, len(loaders[0]))
+    schedule = build_schedule(
+        cfg.scheduler,
+        optimizer,
+        steps_per_epoch=len(loaders[0]),
+        max_epochs=max_epochs,
+        monitor_mode=mode,
+    )
+    # explain.*: CAM timeline, per-layer gradient norms; checked on every rank, run on rank 0.
+    explainers = explain_callbacks(cfg, model, data, run_dir)
+    trainer = Trainer(
+        model,
+        optimizer,
+        schedule,
+        device=device,
+        precision=place.precision,
+        max_epochs=max_epochs,
+        early_stopping=EarlyStopping(
+            cfg.monitor,
+            mode,
+            cfg.trainer.early_stopping.patience,
+            float(cfg.trainer.early_stopping.min_delta),
+        ),
+        checkpoint_dir=run_dir / "checkpoints",
+        num_classes=data.num_classes,
+        classes=data.classes,
+        loggers=outcome.loggers,
+        grad_clip=cfg.trainer.grad_clip,
+        overfitting_epochs=int(cfg.trainer.overfitting_epochs),
+        progress=cfg.trainer.progress if place.dist_env.is_main else False,
+        checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
+        callbacks=[*(extra_callbacks or []), *(explainers if place.dist_env.is_main else [])],
+        dist=place.dist_env,
+        channels_last=channels_last,
+        compile=bool(cfg.trainer.get("compile", False)),
+        sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm", False)),
+    )
+    return trainer, loaders
+
+
+def add_loggers(
+    cfg: DictConfig, outcome: RunOutcome, extra_loggers: list | None, resume_state: dict | None
+) -> None:
+    """metrics.csv and the dashboards, on rank 0; a resumed run continues its rows and its
+    dashboard runs rather than starting others."""
+    loggers = outcome.loggers
+    if outcome.dist_env.is_main:
+        history = resume_state["history"] if resume_state else []
+        loggers.add(MetricsCSV(outcome.run_dir / "metrics.csv", rows=history))
+        for logger in extra_loggers or []:
+            loggers.add(logger)
+    if resume_state is not None:
+        loggers.resume(int(resume_state["epoch"]))
+    loggers.log_hparams({**describe(cfg), "params": outcome.results["params"]})
+
+
+def fit_and_test(trainer: Trainer, loaders: tuple, data: ImageData, outcome: RunOutcome) -> None:
+    """Fit (which ends with the best epoch's weights restored), test those weights once, and
+    put both into results.json, the test outputs and the dashboards' summary."""
+    train_loader, val_loader, test_loader = loaders
+    outcome.stop = GracefulStop(trainer)
+    with outcome.stop:
+        fit = trainer.fit(train_loader, val_loader)
+    tested = trainer.test(test_loader)
+    best_row = next((r for r in fit.history if r["epoch"] == fit.best_epoch), fit.history[-1])
+    outcome.results.update(
+        status=fit.status,
+        epochs=fit.epochs,
+        best_epoch=fit.best_epoch,
+        **{k: v for k, v in best_row.items() if k.startswith("val/")},
+        **tested.metrics,
+        final_train_loss=fit.history[-1]["train/loss"],
+        best_train_loss=min(r["train/loss"] for r in fit.history),
+        overfitting_epoch=fit.overfitting_epoch,
+        class_report=tested.class_report,
+    )
+    if outcome.dist_env.is_main:
+        _write_test_outputs(outcome.run_dir, tested, data, outcome.loggers, fit.epochs)
+    log.info(
+        "test on best epoch %d: test/acc %.4f  test/loss %.4f\n%s",
+        fit.best_epoch,
+        tested.metrics["test/acc"],
+        tested.metrics["test/loss"],
+        format_class_report(tested.class_report),
+    )
+    outcome.loggers.log_summary({k: v for k, v in outcome.results.items() if k != "class_report"})
 
 
 def _write_test_outputs(run_dir: Path, tested, data, loggers: LoggerGroup, step: int) -> None:
