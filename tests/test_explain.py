@@ -15,6 +15,7 @@ from reslab.data.synthetic import BLANK, SHAPES, shapes_dataset
 from reslab.errors import ConfigError, ReslabError
 from reslab.explain import class_activation_maps, first_layer_images, grad_cam, layer_grad_norms
 from reslab.explain.app import main as explain_main
+from reslab.explain.gradcam import find_layer
 from reslab.explain.pointing import pointing_game
 from reslab.models import CNN, MLP, ResNet
 from reslab.run import train
@@ -75,19 +76,19 @@ def test_a_briefly_trained_gap_net_points_at_the_shape():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
-    "make",
+    "make, layer",
     [
-        lambda: CNN((3, 12, 12), 5, depth=4, width=6, head="gap"),
-        lambda: ResNet((3, 12, 12), 5, depth=8, width=4),
+        (lambda: CNN((3, 12, 12), 5, depth=4, width=6, head="gap"), "features"),
+        (lambda: ResNet((3, 12, 12), 5, depth=8, width=4), "layer3"),
     ],
     ids=["cnn-gap", "resnet"],
 )
-def test_gradcam_at_the_gap_input_is_cam_up_to_a_positive_scale(make, device):
+def test_gradcam_at_the_gap_input_is_cam_up_to_a_positive_scale(make, layer, device):
     torch.manual_seed(0)
     model = make().to(device)
     x = torch.randn(6, 3, 12, 12, device=device)
     cam = class_activation_maps(model, x, target="pred").maps
-    gradcam = grad_cam(model, x, layer="features", target="pred", relu=False).maps
+    gradcam = grad_cam(model, x, layer=layer, target="pred", relu=False).maps
     assert cam.device.type == gradcam.device.type == torch.device(device).type
     cam, gradcam = cam.double().cpu(), gradcam.double().cpu()
     scale = (cam * gradcam).sum() / (gradcam * gradcam).sum()
@@ -95,6 +96,20 @@ def test_gradcam_at_the_gap_input_is_cam_up_to_a_positive_scale(make, device):
     torch.testing.assert_close(cam, scale * gradcam, rtol=1e-4, atol=1e-5)
     # Grad-CAM's channel weights are w_ck / (h * w): the scale is the number of positions.
     assert scale.item() == pytest.approx(cam.shape[-1] * cam.shape[-2], rel=1e-4)
+
+
+def test_gradcam_defaults_to_each_models_last_feature_maps_and_renames_old_layers():
+    torch.manual_seed(0)
+    resnet = ResNet((3, 12, 12), 5, depth=20, width=4)
+    cnn = CNN((3, 12, 12), 5, depth=4, width=6, head="gap")
+    x = torch.randn(2, 3, 12, 12)
+    for model, layer in [(resnet, "layer3"), (cnn, "features")]:
+        assert find_layer(model, None)[0] == layer
+        torch.testing.assert_close(grad_cam(model, x).maps, grad_cam(model, x, layer=layer).maps)
+    assert find_layer(resnet, "layer3.2.conv2")[1] is resnet.layer3[2].conv2
+    # A name from before the stages had names points to today's (block 8 of 9 = layer3.2).
+    with pytest.raises(ReslabError, match=r"features.8.conv2 is now called layer3.2.conv2"):
+        find_layer(resnet, "features.8.conv2")
 
 
 def test_cam_of_a_class_uses_that_class_weights():
@@ -124,13 +139,13 @@ def hooks(model: nn.Module) -> int:
 def test_explaining_leaves_the_model_as_it_was(training):
     torch.manual_seed(0)
     model = ResNet((3, 12, 12), 4, depth=8, width=4).train(training)
-    model.features[0].bn1.eval()  # a mixed state must come back as it was, too
+    model.layer1[0].bn1.eval()  # a mixed state must come back as it was, too
     modes = {name: m.training for name, m in model.named_modules()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(4, 3, 12, 12), torch.tensor([0, 1, 2, 3])
 
     class_activation_maps(model, x, target="true", labels=y)
-    grad_cam(model, x, layer="features.1.conv1", target="pred")
+    grad_cam(model, x, layer="layer2.0.conv1", target="pred")
     layer_grad_norms(model, [(x, y)])
     with pytest.raises(ReslabError, match="not .N, C, H, W."):
         grad_cam(model, x, layer="classifier")  # fails inside its forward hook

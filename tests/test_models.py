@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from reslab.errors import ConfigError
+from reslab.errors import ConfigError, ReslabError
 from reslab.models import CNN, MLP, ResNet, count_params, weight_layer_depth
 
 PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
@@ -71,3 +71,51 @@ def test_cnn_depth_and_forward(head, depth, shape):
 def test_invalid_depths_name_the_valid_values(build, message):
     with pytest.raises(ConfigError, match=message):
         build()
+
+
+def test_resnet_names_its_stages_as_torchvision_does():
+    model = ResNet((3, 32, 32), 10, depth=20)
+    names = ["stem", "layer1", "layer2", "layer3", "pool", "classifier"]
+    assert [name for name, _ in model.named_children()] == names
+    assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3)] == [3, 3, 3]
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[:3] == ["stem.0", "layer1.0.conv1", "layer1.0.conv2"]
+    assert convs[-1] == "layer3.2.conv2"
+
+
+def old_layout(model: ResNet) -> torch.nn.Module:
+    """The same weights as a ResNet before its stages had names: every block in one
+    ``features`` Sequential, so its state dict has the old ``features.<i>`` keys."""
+    old = torch.nn.Module()
+    old.stem = model.stem
+    old.features = torch.nn.Sequential(*model.layer1, *model.layer2, *model.layer3)
+    old.pool, old.classifier = model.pool, model.classifier
+    return old
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_resnet_loads_weights_saved_with_the_old_names(residual):
+    torch.manual_seed(0)
+    trained = ResNet((3, 16, 16), 10, depth=14, width=4, residual=residual)
+    for buffer in trained.buffers():  # running statistics that differ from a fresh model's
+        buffer.add_(torch.rand_like(buffer.float()).to(buffer.dtype))
+    state = old_layout(trained).state_dict()
+    assert "features.5.conv2.weight" in state and not any(k.startswith("layer") for k in state)
+    torch.manual_seed(1)
+    fresh = ResNet((3, 16, 16), 10, depth=14, width=4, residual=residual)
+    fresh.load_state_dict(state)  # strict: every key found its new name
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.equal(fresh.eval()(x), trained.eval()(x))
+    assert torch.equal(fresh.layer3[1].conv2.weight, state["features.5.conv2.weight"])
+    # Under a wrapper's prefix (torch.compile's _orig_mod., DDP's module.) as well.
+    twin = ResNet((3, 16, 16), 10, depth=14, width=4, residual=residual)
+    wrapper = torch.nn.ModuleDict({"module": twin})
+    wrapper.load_state_dict({f"module.{k}": v for k, v in state.items()})
+    assert torch.equal(wrapper["module"].eval()(x), fresh(x))
+
+
+def test_old_resnet_weights_of_another_depth_are_refused_in_one_line():
+    state = old_layout(ResNet((3, 16, 16), 10, depth=14, width=4)).state_dict()
+    with pytest.raises(ReslabError, match=r"depth 14 .* this model has depth 20") as info:
+        ResNet((3, 16, 16), 10, depth=20, width=4).load_state_dict(state)
+    assert len(str(info.value).splitlines()) == 1

@@ -1,7 +1,7 @@
 """``scripts/explain.py``: explain a finished run from its folder, writing into ``<run>/figures/``.
 
 python scripts/explain.py run=outputs/runs/<date>/<run> method=cam n=16
-python scripts/explain.py run=<run> method=gradcam layer=features.3 target=true
+python scripts/explain.py run=<resnet run> method=gradcam layer=layer3.2.conv2 target=true
 python scripts/explain.py run=<run> method=weights
 python scripts/explain.py run=<run> method=gradflow twin=<run of the residual (or plain) twin>
 python scripts/explain.py run=<resnet run> method=cam compare=twin     # beside its plain twin
@@ -28,7 +28,7 @@ from reslab.config.validate import build
 from reslab.errors import ConfigError, ReslabError
 from reslab.explain.callbacks import normalise_images, pick_images
 from reslab.explain.cam import class_activation_maps, gap_head
-from reslab.explain.gradcam import DEFAULT_LAYER, find_layer, grad_cam
+from reslab.explain.gradcam import default_layer, find_layer, grad_cam
 from reslab.explain.gradient_flow import gradient_flow_figure, layer_grad_norms, weight_layers
 from reslab.explain.overlay import maps_figure
 from reslab.explain.weights import first_layer_images, first_weight_layer, image_grid, save_grid_png
@@ -281,7 +281,7 @@ def activation_maps(
         explained = f"class {data.classes[target] if target < len(data.classes) else target}"
     suffix = "" if target == "pred" else f"_{target}" if target == "true" else f"_class{target}"
     name = "CAM" if opts.method == "cam" else "Grad-CAM"
-    layer = opts.layer or DEFAULT_LAYER
+    layer = opts.layer or default_layer(model)
     where = "" if opts.method == "cam" else f" at {layer}"
     result = _maps(model, images, labels, data, opts, device)
     if compared is not None:
@@ -312,7 +312,8 @@ def _maps(model: nn.Module, images, labels, data: Any, opts: DictConfig, device)
     x = normalise_images(images, data.mean, data.std).to(device)
     if opts.method == "cam":
         return class_activation_maps(model, x, opts.target, labels.to(device))
-    return grad_cam(model, x, opts.layer or DEFAULT_LAYER, opts.target, labels.to(device))
+    # layer=None: each model's own last feature maps, so a ResNet compares with a CNN.
+    return grad_cam(model, x, opts.layer, opts.target, labels.to(device))
 
 
 def gradient_flow(

@@ -13,7 +13,7 @@ from torch import nn
 
 from reslab.errors import ConfigError
 from reslab.explain.cam import class_activation_maps, gap_head
-from reslab.explain.gradcam import find_layer, grad_cam
+from reslab.explain.gradcam import default_layer, find_layer, grad_cam
 from reslab.explain.gradient_flow import metric_names, norms_of, weight_layers
 from reslab.explain.overlay import figure_to_image, overlay_figure
 from reslab.explain.state import ExplainError, unwrap
@@ -115,7 +115,11 @@ class CAMTimeline(Callback):
         self.frames_dir = self.figures_dir / "cam_timeline"
         self.method, self.layer, self.target = method, layer, target
         self.frame_ms = frame_ms
-        self.label = "CAM" if method == "cam" else f"Grad-CAM at {layer or 'features'}"
+
+    def _label(self, model: nn.Module) -> str:
+        return (
+            "CAM" if self.method == "cam" else f"Grad-CAM at {self.layer or default_layer(model)}"
+        )
 
     def _figure(self, trainer: Any, title: str):
         device = next(unwrap(trainer.model).parameters()).device
@@ -133,7 +137,8 @@ class CAMTimeline(Callback):
             self.labels,
             result.predictions,
             self.classes,
-            title=f"{self.label} of the {TARGET_WORDS[self.target]} class, {title} (true / predicted)",
+            title=f"{self._label(trainer.model)} of the {TARGET_WORDS[self.target]} class, {title} "
+            "(true / predicted)",
         )
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:

@@ -16,7 +16,12 @@ from torch import nn
 from reslab.explain.cam import MapResult
 from reslab.explain.state import ExplainError, choose_targets, evaluating, unwrap
 
-DEFAULT_LAYER = "features"  # the last feature maps, as the head sees them
+DEFAULT_LAYER = "features"  # the CNN's; a model names its own as ``feature_layer``
+
+
+def default_layer(model: nn.Module) -> str:
+    """The module whose output is the last feature maps, what the head sees (ResNet: layer3)."""
+    return getattr(unwrap(model), "feature_layer", DEFAULT_LAYER)
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
@@ -25,7 +30,8 @@ def conv_layer_names(model: nn.Module) -> list[str]:
 
 
 def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
-    """The module called ``name`` (default: ``features``), or a one-line error naming the choices."""
+    """The module called ``name`` (default: the last feature maps), or a one-line error
+    naming the choices."""
     net = unwrap(model)
     convs = conv_layer_names(net)
     if not convs:
@@ -33,17 +39,25 @@ def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
             f"{type(net).__name__} has no convolutional feature maps for Grad-CAM; "
             "use method=weights to see an MLP's first layer"
         )
-    name = name or DEFAULT_LAYER
+    name = name or default_layer(net)
     modules = dict(net.named_modules())
-    if name and name in modules:
+    if name in modules:
         return name, modules[name]
-    close = difflib.get_close_matches(name, list(modules), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}? " if close else ""
     shown = ", ".join(convs) if len(convs) <= 4 else f"{convs[0]}, {convs[1]} ... {convs[-1]}"
     raise ExplainError(
-        f"layer={name} is not a module of {type(net).__name__}; {hint}"
-        f"use layer={DEFAULT_LAYER} (the last feature maps) or a conv layer: {shown}"
+        f"layer={name} is not a module of {type(net).__name__}; {_hint(net, name, modules)}"
+        f"use layer={default_layer(net)} (the last feature maps) or a conv layer: {shown}"
     )
+
+
+def _hint(net: nn.Module, name: str, modules: dict[str, nn.Module]) -> str:
+    """Today's name of a layer named the old way (a ResNet's ``features.8.conv2``), else the
+    closest name."""
+    renamed = getattr(net, "current_name", lambda _name: None)(name)
+    if renamed in modules:
+        return f"{name} is now called {renamed}; "
+    close = difflib.get_close_matches(name, list(modules), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 def grad_cam(
@@ -54,7 +68,8 @@ def grad_cam(
     labels: torch.Tensor | None = None,
     relu: bool = True,
 ) -> MapResult:
-    """Grad-CAM of ``target`` (pred | true | class index) at the named layer (default: ``features``)."""
+    """Grad-CAM of ``target`` (pred | true | class index) at the named layer (default: the
+    last feature maps, ``layer3`` of a ResNet, ``features`` of a CNN)."""
     net = unwrap(model)
     name, module = find_layer(net, layer)
     captured: dict[str, torch.Tensor] = {}
@@ -64,7 +79,7 @@ def grad_cam(
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
             raise ExplainError(
                 f"layer={name} gives {shape}, not (N, C, H, W) feature maps; pick a conv layer "
-                f"such as {', '.join(conv_layer_names(net)[-2:]) or DEFAULT_LAYER}"
+                f"such as {', '.join(conv_layer_names(net)[-2:]) or default_layer(net)}"
             )
         # A leaf of our own holds the activations: gradients reach it and stop there (no
         # parameter .grad is touched), and later in-place ops (ReLU(inplace=True)) act on
