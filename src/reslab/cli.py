@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from reslab import sweep  # noqa: F401  (registers the resolver behind hydra.sweep.subdir)
+from reslab.config.overrides import override_key
 from reslab.errors import ConfigError, ReslabError
 
 log = logging.getLogger("reslab")
@@ -151,10 +152,6 @@ def preflight(argv: list[str], config_dir: Path) -> None:
             )
 
 
-def _override_key(arg: str) -> str:
-    return arg.split("=", 1)[0].lstrip("+~")
-
-
 def _override_value(arg: str) -> str:
     """The value of ``key=value`` as Hydra reads it: quotes removed, so a sweep job's folder
     (whose name holds '=' and ',') can be given quoted."""
@@ -176,7 +173,7 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     """``resume=<run>``: the run's own overrides first (those given now win), the run's folder
     as the run folder, and the checkpoint checked against the config before Hydra writes
     anything, so a refused resume leaves the run as it was."""
-    resume = next((_override_value(a) for a in argv if _override_key(a) == "resume"), None)
+    resume = next((_override_value(a) for a in argv if override_key(a) == "resume"), None)
     if resume in (None, "", "null"):
         return argv
     if "-m" in argv or "--multirun" in argv:
@@ -195,10 +192,8 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     try:
         path = checkpoint_path(resume)
         run_dir = run_dir_of(resume)
-        given = {_override_key(a) for a in argv}
-        earlier = [
-            o for o in saved_overrides(run_dir) if _override_key(o) not in given | {"resume"}
-        ]
+        given = {override_key(a) for a in argv}
+        earlier = [o for o in saved_overrides(run_dir) if override_key(o) not in given | {"resume"}]
         argv = [*earlier, *argv]
         if "hydra.run.dir" not in given:
             argv.append(f"hydra.run.dir={_quoted(run_dir.resolve())}")
@@ -224,9 +219,9 @@ def sweep_resume_argv(argv: list[str], resume: str) -> list[str]:
             "(outputs/multirun/<date>/<time>)"
         )
     task = [str(o) for o in OmegaConf.load(saved).hydra.overrides.task]
-    given = {_override_key(a) for a in argv}
-    earlier = [o for o in task if _override_key(o) not in given | {"resume"}]
-    at = next(i for i, a in enumerate(argv) if _override_key(a) == "resume")
+    given = {override_key(a) for a in argv}
+    earlier = [o for o in task if override_key(o) not in given | {"resume"}]
+    at = next(i for i, a in enumerate(argv) if override_key(a) == "resume")
     argv = [*argv[:at], *earlier, *argv[at + 1 :]]  # among the overrides, after any flag
     if "hydra.sweep.dir" not in given:
         argv.append(f"hydra.sweep.dir={_quoted(sweep_dir.resolve())}")

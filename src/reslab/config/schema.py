@@ -227,7 +227,6 @@ RULES: dict[str, Check] = {
     "trainer.early_stopping.mode": choice("auto", "min", "max"),
     "trainer.early_stopping.min_delta": number(0, example="0.001"),
     # logger
-    "logger.csv": boolean(),
     "logger.tensorboard.dir": text(),
     "logger.tensorboard.figures": boolean(),
     "logger.wandb.mode": choice("online", "offline", "disabled"),

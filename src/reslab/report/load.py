@@ -9,7 +9,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from reslab.config.overrides import override_key
 from reslab.errors import ReslabError
+from reslab.statuses import FINISHED
 from reslab.sweep import job_sort_key
 from reslab.tracking.csv_logger import MetricsCSV
 
@@ -48,7 +50,7 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.results.get("status") in ("completed", "stopped_early")
+        return self.results.get("status") in FINISHED
 
     @property
     def variant(self) -> str:
@@ -62,8 +64,8 @@ class Run:
     @property
     def setting(self) -> str:
         """Overrides beyond model, depth and seed (lr=..., width=...): runs that differ there differ."""
-        keep = [o for o in self.overrides if _override_key(o) not in NOT_A_SETTING]
-        return ",".join(sorted(o for o in keep if not _override_key(o).startswith("hydra")))
+        keep = [o for o in self.overrides if override_key(o) not in NOT_A_SETTING]
+        return ",".join(sorted(o for o in keep if not override_key(o).startswith("hydra")))
 
     @property
     def depth(self) -> int | None:
@@ -72,10 +74,6 @@ class Run:
     @property
     def seed(self) -> int | None:
         return self.results.get("seed")
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def find_run_folders(path: Path) -> list[Path]:

@@ -14,10 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from reslab.config.overrides import override_key
 from reslab.errors import ConfigError
 from reslab.tracking.base import RunLogger
 
-LOGGERS = ("csv", "tensorboard", "wandb")
+LOGGERS = ("tensorboard", "wandb")
 # Overrides that say where or how a run executes, not what it is: left out of its name.
 _NAME_SKIP = (
     "hydra",
@@ -46,7 +47,7 @@ def run_name(model: str | None, overrides: list[str], fallback: str) -> str:
     kept = [
         o
         for o in overrides
-        if not o.lstrip("+~").startswith(_NAME_SKIP) and o.split("=", 1)[0] != "model"
+        if not override_key(o).startswith(_NAME_SKIP) and override_key(o) != "model"
     ]
     if not kept:
         return fallback
