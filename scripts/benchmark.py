@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import platform
 import resource
 import statistics
@@ -46,6 +45,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from reslab.data.files import write_cifar10_files, write_mnist_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -69,45 +72,25 @@ COMMON = [
 # ---------------------------------------------------------------- data files
 def write_mnist_shaped(root: Path, n_train: int, n_test: int, seed: int) -> None:
     """Random 28x28 images and labels as MNIST's four IDX files in ``root/MNIST/raw``."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        return images, rng.integers(0, 10, size=(n,), dtype=np.uint8)
 
-
-def _write_idx(path: Path, array: Any) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    path.write_bytes(header + array.tobytes())
+    write_mnist_files(root / "MNIST" / "raw", split(n_train), split(n_test))
 
 
 def write_cifar_shaped(root: Path, n_train: int, n_test: int, seed: int) -> None:
     """Random 3x32x32 images in CIFAR-10's python-pickle batches in ``root/cifar-10-batches-py``."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    sizes = [n_train // 5 + (i < n_train % 5) for i in range(5)] + [n_test]
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name, n in zip(names, sizes):
-        entry = {
-            "batch_label": name,
-            "labels": rng.integers(0, 10, size=n).tolist(),
-            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-            "filenames": [f"{name}_{i}.png" for i in range(n)],
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(entry, f, protocol=2)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072}, f)
+
+    def split(n: int) -> tuple[np.ndarray, list[int]]:
+        images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+        return images, rng.integers(0, 10, size=n).tolist()
+
+    batches = [split(n_train // 5 + (i < n_train % 5)) for i in range(5)]
+    write_cifar10_files(root, batches, split(n_test), [f"class{i}" for i in range(10)])
 
 
 # ------------------------------------------------------ hand-written loops

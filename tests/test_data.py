@@ -10,6 +10,7 @@ import torch
 
 from reslab.data import load_dataset
 from reslab.data.augment import random_crop, random_hflip
+from reslab.data.files import write_idx
 from reslab.data.image_data import ImageSet
 from reslab.data.loader import Augmentation, TensorBatchLoader
 from reslab.data.mnist import DEBIAN_FASHION_MNIST, MNIST_SUBSET_SOURCE, mnist_subset_path
@@ -18,7 +19,7 @@ from reslab.errors import ConfigError, DataError
 from reslab.run import train
 
 from .conftest import compose_config
-from .data_files import CIFAR_CLASSES, write_cifar10, write_idx
+from .data_files import CIFAR_CLASSES, write_cifar10
 
 
 def _dataset_cfg(name, root, **extra):
