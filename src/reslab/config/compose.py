@@ -9,6 +9,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import reslab.config.overrides  # noqa: F401  (registers the resolver train.yaml uses)
+
 
 def compose_train_config(
     config_dir: Path, overrides: list[str], run_dir: Path | None = None

@@ -9,26 +9,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from reslab.config.overrides import override_key
+from reslab.config.overrides import is_placement, override_key
 from reslab.errors import ReslabError
 from reslab.statuses import FINISHED
 from reslab.sweep import job_sort_key
 from reslab.tracking.csv_logger import MetricsCSV
 
-# Overrides that say where or how a job ran, or which seed: not what sets runs apart.
-NOT_A_SETTING = (
-    "seed",
-    "model",
-    "depth",
-    "model.residual",
-    "experiment",
-    "resume",
-    "logger",
-    "dataset.root",
-    "dataset.download",
-    "trainer.device",
-    "trainer.progress",
-)
+# Overrides that define a row's model, depth and seed (placement overrides aside): what is
+# left of a run's overrides is its setting.
+NOT_A_SETTING = ("seed", "model", "depth", "model.residual", "experiment")
 
 
 class ReportError(ReslabError):
@@ -64,7 +53,11 @@ class Run:
     @property
     def setting(self) -> str:
         """Overrides beyond model, depth and seed (lr=..., width=...): runs that differ there differ."""
-        keep = [o for o in self.overrides if override_key(o) not in NOT_A_SETTING]
+        keep = [
+            o
+            for o in self.overrides
+            if override_key(o) not in NOT_A_SETTING and not is_placement(override_key(o))
+        ]
         return ",".join(sorted(o for o in keep if not override_key(o).startswith("hydra")))
 
     @property

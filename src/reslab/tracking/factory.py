@@ -14,21 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from reslab.config.overrides import override_key
+from reslab.config.overrides import is_placement, override_key
 from reslab.errors import ConfigError
 from reslab.tracking.base import RunLogger
 
 LOGGERS = ("tensorboard", "wandb")
-# Overrides that say where or how a run executes, not what it is: left out of its name.
-_NAME_SKIP = (
-    "hydra",
-    "logger",
-    "dataset.root",
-    "dataset.download",
-    "trainer.device",
-    "trainer.progress",
-    "resume",
-)
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 _MAX_NAME = 128
 
@@ -45,9 +35,7 @@ class RunInfo:
 def run_name(model: str | None, overrides: list[str], fallback: str) -> str:
     """``resnet-depth=20`` from ``model=resnet depth=20``: the model, then what else was set."""
     kept = [
-        o
-        for o in overrides
-        if not override_key(o).startswith(_NAME_SKIP) and override_key(o) != "model"
+        o for o in overrides if not is_placement(override_key(o)) and override_key(o) != "model"
     ]
     if not kept:
         return fallback
