@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from reslab import sweep  # noqa: F401  (registers the resolver behind hydra.sweep.subdir)
@@ -43,6 +44,24 @@ def fail(message: str, code: int = 2) -> None:
     """Print one line and exit; HYDRA_FULL_ERROR=1 or RESLAB_DEBUG=1 re-raises for a traceback."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def run_script(argv: list[str], usage: str, doc: str, work: Callable[[list[str]], list]) -> int:
+    """A key=value script over saved runs (explain, evaluate): --help, logging, the files
+    ``work`` wrote, and one line with a non-zero exit for bad input."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage)
+        print(doc)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        written = work(argv)
+    except ReslabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def _options(config_dir: Path, group: str) -> list[str]:

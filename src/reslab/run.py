@@ -354,11 +354,7 @@ def _write_test_outputs(run_dir: Path, tested, data, loggers: LoggerGroup, step:
     predictions (for McNemar); the figures also go to the dashboards."""
     classes = data.classes
     confusion = tested.confusion.to(torch.long)
-    lines = ["true\\pred," + ",".join(classes)]
-    lines += [
-        f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(classes, confusion)
-    ]
-    (run_dir / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
+    write_confusion_csv(run_dir / "confusion_matrix.csv", confusion, classes)
     figure = confusion_matrix_figure(confusion, classes)
     loggers.log_figure("test/confusion_matrix", figure, step)
     save_figure(figure, run_dir / "figures" / "confusion_matrix.png")
@@ -368,8 +364,19 @@ def _write_test_outputs(run_dir: Path, tested, data, loggers: LoggerGroup, step:
     )
     loggers.log_figure("test/sample_predictions", figure, step)
     save_figure(figure, run_dir / "figures" / "sample_predictions.png")
-    np.savez_compressed(
-        run_dir / "test_predictions.npz",
-        labels=tested.labels.numpy(),
-        predictions=tested.predictions.numpy(),
-    )
+    write_predictions(run_dir / "test_predictions.npz", tested)
+
+
+def write_confusion_csv(path: Path, confusion: torch.Tensor, classes: list[str]) -> None:
+    """The confusion matrix as CSV: one row per true class, one column per predicted class."""
+    lines = ["true\\pred," + ",".join(classes)]
+    lines += [
+        f"{name}," + ",".join(str(int(v)) for v in row)
+        for name, row in zip(classes, confusion.to(torch.long))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_predictions(path: Path, tested) -> None:
+    """Per-image labels and predictions, in split order (for McNemar and paired tests)."""
+    np.savez_compressed(path, labels=tested.labels.numpy(), predictions=tested.predictions.numpy())

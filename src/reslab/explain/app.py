@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from reslab.cli import run_script
 from reslab.config.shapes import DATASET_SHAPES
-from reslab.config.validate import build
 from reslab.errors import ConfigError, ReslabError
 from reslab.explain.callbacks import normalise_images, pick_images
 from reslab.explain.cam import class_activation_maps, gap_head
@@ -32,6 +32,7 @@ from reslab.explain.gradcam import default_layer, find_layer, grad_cam
 from reslab.explain.gradient_flow import gradient_flow_figure, layer_grad_norms, weight_layers
 from reslab.explain.overlay import maps_figure
 from reslab.explain.weights import first_layer_images, first_weight_layer, image_grid, save_grid_png
+from reslab.saved_run import build_model, checkpoint_path, input_shape, load_run_config
 from reslab.training.checkpoint import load_checkpoint
 
 log = logging.getLogger("reslab")
@@ -106,64 +107,6 @@ def _keys(cfg: Any, prefix: str = "") -> list[str]:
     for k, v in cfg.items():
         keys += _keys(v, f"{prefix}{k}.") if isinstance(v, DictConfig) else [f"{prefix}{k}"]
     return keys
-
-
-def load_run_config(run_dir: Path, state: dict | None = None) -> DictConfig:
-    """The run's config as it trained: the resolved copy inside its checkpoint, else
-    ``.hydra/config.yaml`` (where Hydra-only interpolations such as the name cannot resolve)."""
-    if state is not None and isinstance(state.get("config"), dict):
-        return OmegaConf.create(state["config"])
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise ReslabError(f"{run_dir} has no .hydra/config.yaml; point run= at a reslab run folder")
-    cfg = OmegaConf.load(path)
-    try:
-        cfg.get("name")
-    except Exception:
-        cfg.name = run_dir.name
-    return cfg
-
-
-def checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which not in ("best", "last"):
-        return Path(which)
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        if not (run_dir / ".hydra").is_dir() and not (run_dir / "results.json").is_file():
-            raise ReslabError(f"{run_dir} is not a reslab run folder; point run= at one")
-        raise ReslabError(
-            f"{run_dir} has no checkpoints/{which}.pt (did the run finish an epoch?); "
-            "train it again or pass checkpoint=last|<path to a .pt>"
-        )
-    return path
-
-
-def model_state(state: dict) -> dict:
-    """Weights saved from a compiled or DDP-wrapped model load into the plain module."""
-    weights = state["model"]
-    for prefix in ("_orig_mod.", "module."):
-        if weights and all(k.startswith(prefix) for k in weights):
-            weights = {k[len(prefix) :]: v for k, v in weights.items()}
-    return weights
-
-
-def input_shape(cfg: DictConfig, data: Any = None) -> tuple[list[int], int]:
-    if data is not None:
-        return list(data.input_shape), data.num_classes
-    name = cfg.dataset.get("name")
-    if name not in DATASET_SHAPES:
-        raise ConfigError(f"dataset {name!r} has no known input shape; explain it with its data")
-    shape, classes = DATASET_SHAPES[name]
-    return list(shape), classes
-
-
-def build_model(
-    cfg: DictConfig, shape: list[int], num_classes: int, state: dict | None
-) -> nn.Module:
-    model = build(cfg.model, input_shape=shape, num_classes=num_classes)
-    if state is not None:
-        model.load_state_dict(model_state(state))
-    return model
 
 
 def check_applicable(model: nn.Module, cfg: DictConfig, opts: DictConfig) -> None:
@@ -478,16 +421,4 @@ def to_dashboards(figures: dict[str, Figure], cfg: DictConfig, run_dir: Path, st
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        written = explain_run(parse_args(argv))
-    except ReslabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+    return run_script(argv, USAGE, __doc__, lambda a: explain_run(parse_args(a)))

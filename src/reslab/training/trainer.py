@@ -280,10 +280,11 @@ class Trainer:
         """Loss and summary metrics of the current weights on one split, named ``split/name``."""
         return self._evaluate(loader, split, per_class=None)[0]
 
-    def test(self, loader: Any) -> TestResult:
-        """Evaluate the current weights on the test split, with a per-class report and predictions."""
+    def test(self, loader: Any, split: str = "test") -> TestResult:
+        """Evaluate the current weights on a split (the test split after fit; any split for
+        scripts/evaluate.py), with a per-class report and predictions."""
         per_class = per_class_metrics(self.num_classes).to(self.device)
-        metrics, labels, preds = self._evaluate(loader, "test", per_class)
+        metrics, labels, preds = self._evaluate(loader, split, per_class)
         values = per_class.compute()
         return TestResult(
             metrics=metrics,

@@ -1,0 +1,77 @@
+"""A finished run read back from its folder: its config, a checkpoint and the model it trained.
+
+Shared by ``scripts/explain.py`` and ``scripts/evaluate.py``, so both load a run one way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from reslab.config.shapes import DATASET_SHAPES
+from reslab.config.validate import build
+from reslab.errors import ConfigError, ReslabError
+
+
+def load_run_config(run_dir: Path, state: dict | None = None) -> DictConfig:
+    """The run's config as it trained: the resolved copy inside its checkpoint, else
+    ``.hydra/config.yaml`` (where Hydra-only interpolations such as the name cannot resolve)."""
+    if state is not None and isinstance(state.get("config"), dict):
+        return OmegaConf.create(state["config"])
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ReslabError(f"{run_dir} has no .hydra/config.yaml; point run= at a reslab run folder")
+    cfg = OmegaConf.load(path)
+    try:
+        cfg.get("name")
+    except Exception:
+        cfg.name = run_dir.name
+    return cfg
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """``best``/``last``: the run's own checkpoint (a one-line error when missing); else a path."""
+    if which not in ("best", "last"):
+        return Path(which)
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        if not (run_dir / ".hydra").is_dir() and not (run_dir / "results.json").is_file():
+            raise ReslabError(f"{run_dir} is not a reslab run folder; point run= at one")
+        raise ReslabError(
+            f"{run_dir} has no checkpoints/{which}.pt (did the run finish an epoch?); "
+            "train it again or pass checkpoint=last|<path to a .pt>"
+        )
+    return path
+
+
+def model_state(state: dict) -> dict:
+    """Weights saved from a compiled or DDP-wrapped model load into the plain module."""
+    weights = state["model"]
+    for prefix in ("_orig_mod.", "module."):
+        if weights and all(k.startswith(prefix) for k in weights):
+            weights = {k[len(prefix) :]: v for k, v in weights.items()}
+    return weights
+
+
+def input_shape(cfg: DictConfig, data: Any = None) -> tuple[list[int], int]:
+    """Input shape and number of classes: the data's, else the known ones of the dataset's name."""
+    if data is not None:
+        return list(data.input_shape), data.num_classes
+    name = cfg.dataset.get("name")
+    if name not in DATASET_SHAPES:
+        raise ConfigError(f"dataset {name!r} has no known input shape; explain it with its data")
+    shape, classes = DATASET_SHAPES[name]
+    return list(shape), classes
+
+
+def build_model(
+    cfg: DictConfig, shape: list[int], num_classes: int, state: dict | None
+) -> nn.Module:
+    """The run's model for ``shape``/``num_classes``, with ``state``'s weights when given."""
+    model = build(cfg.model, input_shape=shape, num_classes=num_classes)
+    if state is not None:
+        model.load_state_dict(model_state(state))
+    return model
