@@ -7,6 +7,7 @@ identity shortcut, so the plain and residual nets have exactly the same layers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -63,56 +64,77 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         name = "residual_mlp" if residual else "mlp"
-        fan_in = 1
-        for d in input_shape:
-            fan_in *= int(d)
+        fan_in = math.prod(int(d) for d in input_shape)
         self.flatten = nn.Flatten()
         if hidden_sizes:
-            if residual:
-                require_depth(
-                    name,
-                    depth,
-                    False,
-                    "model.hidden_sizes needs a uniform width; set model.hidden_sizes=null",
-                )
-            sizes = [fan_in, *map(int, hidden_sizes)]
-            # depth is what runs are named, recorded and compared by: it must be the real one.
-            require_depth(
-                name,
-                depth,
-                depth == len(sizes),
-                f"model.hidden_sizes={list(hidden_sizes)} builds {len(sizes)} weight layers; "
-                f"set depth={len(sizes)}",
-            )
-            self.depth = len(sizes)
-            self.features = nn.Sequential(
-                *(LinearUnit(a, b, norm, dropout) for a, b in zip(sizes, sizes[1:]))
-            )
-            self.classifier = nn.Linear(sizes[-1], num_classes)
-            return
-        if residual:
-            require_depth(
-                name,
-                depth,
-                isinstance(depth, int) and depth >= 2 and depth % 2 == 0,
-                "the residual MLP needs an even depth >= 2 (2, 4, 6, 8, ...): "
-                "input layer + blocks of two + classifier",
-            )
+            layers, out = _sized_layers(name, depth, fan_in, hidden_sizes, residual, norm, dropout)
         else:
-            require_depth(
-                name, depth, isinstance(depth, int) and depth >= 1, "any depth >= 1 (1, 2, 3, ...)"
-            )
+            layers, out = _uniform_layers(name, depth, fan_in, width, residual, norm, dropout)
         self.depth = depth
-        layers: list[nn.Module] = []
-        if depth >= 2:
-            layers.append(LinearUnit(fan_in, width, norm, dropout))
-            hidden = depth - 2
-            if residual or hidden % 2 == 0:
-                layers += [ResidualPair(width, norm, dropout, residual) for _ in range(hidden // 2)]
-            else:
-                layers += [LinearUnit(width, width, norm, dropout) for _ in range(hidden)]
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width if depth >= 2 else fan_in, num_classes)
+        self.classifier = nn.Linear(out, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.flatten(x)))
+
+
+def _sized_layers(
+    name: str,
+    depth: int,
+    fan_in: int,
+    hidden_sizes: Sequence[int],
+    residual: bool,
+    norm: str | None,
+    dropout: float,
+) -> tuple[list[nn.Module], int]:
+    """Hidden layers of the given widths (the lab's 784-256-128-10); their output width."""
+    if residual:
+        require_depth(
+            name,
+            depth,
+            False,
+            "model.hidden_sizes needs a uniform width; set model.hidden_sizes=null",
+        )
+    sizes = [fan_in, *map(int, hidden_sizes)]
+    # depth is what runs are named, recorded and compared by: it must be the real one.
+    require_depth(
+        name,
+        depth,
+        depth == len(sizes),
+        f"model.hidden_sizes={list(hidden_sizes)} builds {len(sizes)} weight layers; "
+        f"set depth={len(sizes)}",
+    )
+    return [LinearUnit(a, b, norm, dropout) for a, b in zip(sizes, sizes[1:])], sizes[-1]
+
+
+def _uniform_layers(
+    name: str,
+    depth: int,
+    fan_in: int,
+    width: int,
+    residual: bool,
+    norm: str | None,
+    dropout: float,
+) -> tuple[list[nn.Module], int]:
+    """``depth - 1`` hidden layers of one width (pairs of them when residual); their output width."""
+    if residual:
+        require_depth(
+            name,
+            depth,
+            isinstance(depth, int) and depth >= 2 and depth % 2 == 0,
+            "the residual MLP needs an even depth >= 2 (2, 4, 6, 8, ...): "
+            "input layer + blocks of two + classifier",
+        )
+    else:
+        require_depth(
+            name, depth, isinstance(depth, int) and depth >= 1, "any depth >= 1 (1, 2, 3, ...)"
+        )
+    if depth < 2:
+        return [], fan_in
+    layers: list[nn.Module] = [LinearUnit(fan_in, width, norm, dropout)]
+    hidden = depth - 2
+    if residual or hidden % 2 == 0:
+        layers += [ResidualPair(width, norm, dropout, residual) for _ in range(hidden // 2)]
+    else:
+        layers += [LinearUnit(width, width, norm, dropout) for _ in range(hidden)]
+    return layers, width
