@@ -83,20 +83,24 @@ def finished_status(run_dir: Path) -> str | None:
     return status if status in FINISHED else None
 
 
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """A job's results.json; empty when there is none or it cannot be read."""
+    try:
+        results = json.loads((Path(run_dir) / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
+
+
 def read_status(run_dir: Path) -> str | None:
     """results.json's status; None when there is no readable results.json."""
-    try:
-        return str(json.loads((Path(run_dir) / "results.json").read_text()).get("status"))
-    except (OSError, ValueError, AttributeError):
-        return None
+    status = read_results(run_dir).get("status")
+    return None if status is None else str(status)
 
 
 def monitored_value(run_dir: Path, monitor: str) -> float | None:
     """The monitored metric of a finished job, as the task function returns it to Hydra."""
-    try:
-        value = json.loads((Path(run_dir) / "results.json").read_text()).get(monitor)
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = read_results(run_dir).get(monitor)
     return float(value) if isinstance(value, (int, float)) else None
 
 
