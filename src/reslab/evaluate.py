@@ -27,10 +27,12 @@ from reslab.saved_run import build_model, checkpoint_path, load_run_config
 log = logging.getLogger("reslab")
 
 SPLITS = ("test", "val")
-OPTIONS = {"run": None, "checkpoint": "best", "split": "test", "device": "auto"}
+# device=run: the device the run trained on (its trainer.device), so a run trained on the CPU in
+# fp32 is not re-tested in bf16 on a GPU and gives the numbers training reported.
+OPTIONS = {"run": None, "checkpoint": "best", "split": "test", "device": "run"}
 USAGE = (
     "usage: python scripts/evaluate.py run=<run folder> [checkpoint=best|last|<path.pt>] "
-    "[split=test|val] [dataset=<name>] [dataset.<key>=<value> ...] [device=auto|cpu|cuda]"
+    "[split=test|val] [dataset=<name>] [dataset.<key>=<value> ...] [device=run|auto|cpu|cuda]"
 )
 
 
@@ -129,15 +131,15 @@ def evaluate_run(
     """Evaluate one checkpoint of one run; returns the files written."""
     from reslab.data import load_dataset
     from reslab.training.checkpoint import load_checkpoint
-    from reslab.training.precision import resolve_device
+    from reslab.training.precision import resolve_precision
 
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise ConfigError(f"run={run_dir} is not a folder; point it at outputs/runs/<date>/<run>")
-    device = resolve_device(str(opts.device))
     ckpt = checkpoint_path(run_dir, str(opts.checkpoint))
-    state = load_checkpoint(ckpt, map_location=device)
+    state = load_checkpoint(ckpt, map_location="cpu")
     cfg = load_run_config(run_dir, state)
+    device = evaluation_device(str(opts.device), cfg)
     trained = _trained_shape(cfg)
     cfg.dataset = evaluation_dataset(cfg, name, overrides, config_dir)
     new_name = str(cfg.dataset.get("name"))
@@ -150,10 +152,27 @@ def evaluate_run(
     tested = evaluate_split(cfg, model, data, str(opts.split), device)
     label = str(opts.checkpoint) if opts.checkpoint in ("best", "last") else ckpt.stem
     facts = {"checkpoint": str(ckpt), "epoch": state.get("epoch"), "dataset": new_name}
+    precision = resolve_precision(cfg.trainer.precision, device).name
+    facts.update(device=str(device), precision=precision)
     facts.update(data_source=data.source, split=str(opts.split), n_images=len(tested.labels))
     return write_evaluation(
         run_dir / "evaluations", f"{label}_{new_name}_{opts.split}", facts, tested, data
     )
+
+
+def evaluation_device(option: str, cfg: DictConfig) -> torch.device:
+    """``device=run`` (the default) is the run's own trainer.device; else the one asked for."""
+    from reslab.training.precision import resolve_device
+
+    if option != "run":
+        return resolve_device(option)
+    trained_on = str(cfg.trainer.get("device", "auto"))
+    if trained_on.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"the run trained on trainer.device={trained_on} and this machine has no CUDA GPU; "
+            "pass device=cpu to evaluate it on the CPU (in fp32)"
+        )
+    return resolve_device(trained_on)
 
 
 def _trained_shape(cfg: DictConfig) -> tuple | None:
