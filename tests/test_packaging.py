@@ -1,7 +1,7 @@
 """Every package the code imports is declared in pyproject.toml, so a fresh install has it.
 
-The declared requirements are read from the installed project's metadata (what `pip install
--e .[dev]` made of pyproject.toml).
+The declared requirements are read from pyproject.toml itself, so the check holds whether or
+not the project is pip-installed (on Python 3.10, without tomllib, from the installed metadata).
 """
 
 import ast
@@ -22,9 +22,20 @@ def _names(requirements: list[str]) -> set[str]:
     return {_canonical(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in requirements}
 
 
-REQUIRES = importlib.metadata.requires("reslab") or []
-RUNTIME = _names([r for r in REQUIRES if "extra ==" not in r])
-DEV = _names(REQUIRES)
+def _declared() -> tuple[list[str], list[str]]:
+    """The runtime requirements and those of the extras."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        requires = importlib.metadata.requires("reslab") or []
+        return [r for r in requires if "extra ==" not in r], requires
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [r for group in project.get("optional-dependencies", {}).values() for r in group]
+    return project["dependencies"], extras
+
+
+RUNTIME = _names(_declared()[0])
+DEV = RUNTIME | _names(_declared()[1])
 
 
 def _imports(path) -> set[str]:
