@@ -10,8 +10,8 @@ from reslab.data.loader import TensorBatchLoader
 from reslab.training.callbacks import Callback
 from reslab.training.checkpoint import load_checkpoint
 from reslab.training.early_stopping import EarlyStopping, monitor_mode
+from reslab.training.options import Stopping
 from reslab.training.overfitting import OverfittingDetector
-from reslab.training.precision import resolve_precision
 from reslab.training.schedule import LRSchedule
 from reslab.training.trainer import Trainer
 
@@ -110,12 +110,9 @@ def test_fit_ends_with_the_best_epochs_weights_restored(tmp_path):
         model,
         optimizer,
         LRSchedule(optimizer, None, "epoch", 0),
-        device=torch.device("cpu"),
-        precision=resolve_precision("32", torch.device("cpu")),
-        max_epochs=10,
-        early_stopping=EarlyStopping("val/loss", "min", 3),
+        stopping=Stopping(10, EarlyStopping("val/loss", "min", 3)),
+        classes=3,
         checkpoint_dir=tmp_path,
-        num_classes=3,
         progress=False,
         callbacks=[script],
     )

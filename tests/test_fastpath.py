@@ -156,6 +156,7 @@ def test_precision_auto_is_bf16_on_cuda_where_supported_and_fp32_on_cpu(monkeypa
 
 def test_evaluation_runs_under_inference_mode(tmp_path):
     from reslab.training.early_stopping import EarlyStopping
+    from reslab.training.options import Stopping
     from reslab.training.schedule import LRSchedule
     from reslab.training.trainer import Trainer
 
@@ -175,12 +176,9 @@ def test_evaluation_runs_under_inference_mode(tmp_path):
         model,
         optimizer,
         LRSchedule(optimizer, None, "epoch", 0),
-        device=torch.device("cpu"),
-        precision=resolve_precision("32", torch.device("cpu")),
-        max_epochs=1,
-        early_stopping=EarlyStopping("val/loss", "min", None, 0.0),
+        stopping=Stopping(1, EarlyStopping("val/loss", "min", None, 0.0)),
+        classes=10,
         checkpoint_dir=tmp_path,
-        num_classes=10,
         progress=False,
     )
     trainer.fit(

@@ -98,30 +98,17 @@ def evaluate_split(
     cfg: DictConfig, model: torch.nn.Module, data: Any, split: str, device: torch.device
 ):
     """Trainer.test on one split, with the loaders, precision and layout training used."""
-    from reslab.run import build_loaders
-    from reslab.training.early_stopping import EarlyStopping
+    from reslab.run import build_loaders, step_options
     from reslab.training.fastpath import use_channels_last
+    from reslab.training.options import Placement
     from reslab.training.precision import resolve_precision
-    from reslab.training.schedule import build_schedule
     from reslab.training.trainer import Trainer
 
     channels_last = use_channels_last(cfg.trainer.get("channels_last", "auto"), model, device)
     _, val, test = build_loaders(cfg, data, device, int(cfg.seed), channels_last=channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # Trainer wants one; never stepped
-    trainer = Trainer(
-        model,
-        optimizer,
-        build_schedule(None, optimizer, steps_per_epoch=1, max_epochs=1, monitor_mode="min"),
-        device=device,
-        precision=resolve_precision(cfg.trainer.precision, device),
-        max_epochs=1,
-        early_stopping=EarlyStopping(str(cfg.monitor)),
-        checkpoint_dir=Path("unused"),  # written only by fit, which never runs here
-        num_classes=data.num_classes,
-        classes=data.classes,
-        progress=False,
-        channels_last=channels_last,
-    )
+    placement = Placement(device, resolve_precision(cfg.trainer.precision, device))
+    step = step_options(cfg.trainer, channels_last)
+    trainer = Trainer.for_evaluation(model, data.classes, placement, step)
     return trainer.test(test if split == "test" else val, split)
 
 

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 import traceback
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,8 @@ from reslab.training.early_stopping import EarlyStopping, monitor_mode
 from reslab.training.fastpath import use_channels_last
 from reslab.training.interrupts import GracefulStop
 from reslab.training.metrics import format_class_report
-from reslab.training.precision import Precision, resolve_device, resolve_precision
+from reslab.training.options import Placement, StepOptions, Stopping
+from reslab.training.precision import resolve_device, resolve_precision
 from reslab.training.resume import load_resume_state
 from reslab.training.schedule import build_schedule
 from reslab.training.trainer import Trainer
@@ -114,15 +114,6 @@ def build_loaders(
     )
     test = batches(data.test, cfg.dataset.eval_batch_size, **common)
     return train, val, test
-
-
-@dataclass
-class Placement:
-    """Where the run computes: its device and precision, and its place in a process group."""
-
-    device: torch.device
-    precision: Precision
-    dist_env: DistEnv
 
 
 class RunOutcome:
@@ -258,7 +249,7 @@ def build_trainer(
     optimizer = build(cfg.optimizer)(model.parameters())
     channels_last = use_channels_last(cfg.trainer.get("channels_last", "auto"), model, device)
     loaders = build_loaders(
-        cfg, data, device, int(cfg.seed), dist_env=place.dist_env, channels_last=channels_last
+        cfg, data, device, int(cfg.seed), dist_env=place.dist, channels_last=channels_last
     )
     mode = monitor_mode(cfg.monitor, cfg.trainer.early_stopping.mode)
     max_epochs = run_length_epochs(cfg.trainer, len(loaders[0]))
@@ -271,34 +262,37 @@ def build_trainer(
     )
     # explain.*: CAM timeline, per-layer gradient norms; checked on every rank, run on rank 0.
     explainers = explain_callbacks(cfg, model, data, run_dir)
+    stop = cfg.trainer.early_stopping
+    stopping = Stopping(
+        max_epochs,
+        EarlyStopping(cfg.monitor, mode, stop.patience, float(stop.min_delta)),
+        int(cfg.trainer.overfitting_epochs),
+    )
     trainer = Trainer(
         model,
         optimizer,
         schedule,
-        device=device,
-        precision=place.precision,
-        max_epochs=max_epochs,
-        early_stopping=EarlyStopping(
-            cfg.monitor,
-            mode,
-            cfg.trainer.early_stopping.patience,
-            float(cfg.trainer.early_stopping.min_delta),
-        ),
-        checkpoint_dir=run_dir / "checkpoints",
-        num_classes=data.num_classes,
+        stopping=stopping,
         classes=data.classes,
+        checkpoint_dir=run_dir / "checkpoints",
+        placement=place,
+        step=step_options(cfg.trainer, channels_last),
         loggers=outcome.loggers,
-        grad_clip=cfg.trainer.grad_clip,
-        overfitting_epochs=int(cfg.trainer.overfitting_epochs),
-        progress=cfg.trainer.progress if place.dist_env.is_main else False,
+        callbacks=[*(extra_callbacks or []), *(explainers if place.dist.is_main else [])],
+        progress=cfg.trainer.progress if place.dist.is_main else False,
         checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True)},
-        callbacks=[*(extra_callbacks or []), *(explainers if place.dist_env.is_main else [])],
-        dist=place.dist_env,
-        channels_last=channels_last,
-        compile=bool(cfg.trainer.get("compile", False)),
-        sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm", False)),
     )
     return trainer, loaders
+
+
+def step_options(trainer_cfg: DictConfig, channels_last: bool) -> StepOptions:
+    """How a step runs, from the trainer config (channels_last already resolved for the model)."""
+    return StepOptions(
+        grad_clip=trainer_cfg.grad_clip,
+        channels_last=channels_last,
+        compile=bool(trainer_cfg.get("compile", False)),
+        sync_batchnorm=bool(trainer_cfg.get("sync_batchnorm", False)),
+    )
 
 
 def add_loggers(

@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,19 +32,16 @@ from reslab.training.checkpoint import (
     save_checkpoint,
 )
 from reslab.training.distributed import (
-    SINGLE,
-    DistEnv,
     all_gather_objects,
     all_reduce_sum,
     broadcast_module,
     gather_strided,
     max_over_ranks,
 )
-from reslab.training.early_stopping import EarlyStopping
 from reslab.training.fastpath import step_models
 from reslab.training.metrics import class_report, per_class_metrics, summary_metrics
+from reslab.training.options import Placement, StepOptions, Stopping
 from reslab.training.overfitting import OverfittingDetector
-from reslab.training.precision import Precision
 from reslab.training.schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -85,51 +82,54 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         schedule: LRSchedule,
         *,
-        device: torch.device,
-        precision: Precision,
-        max_epochs: int,
-        early_stopping: EarlyStopping,
+        stopping: Stopping,
+        classes: Sequence[str] | int,
         checkpoint_dir: Path,
-        num_classes: int,
-        classes: list[str] | None = None,
+        placement: Placement | None = None,
+        step: StepOptions | None = None,
         loggers: LoggerGroup | None = None,
-        grad_clip: float | None = None,
-        overfitting_epochs: int = 3,
+        callbacks: list[Callback] | None = None,
         progress: bool | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
-        callbacks: list[Callback] | None = None,
-        dist: DistEnv | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-        sync_batchnorm: bool = False,
     ) -> None:
-        self.model = model.to(device)
-        if channels_last:
+        """``classes``: the class names, or how many (named 0..n-1). ``checkpoint_extra`` is
+        stored in every checkpoint beside the training state (the run's config). Without a
+        placement the steps run on the CPU in fp32, one process."""
+        placement, step = placement or Placement(), step or StepOptions()
+        self.device = placement.device
+        self.precision = placement.precision
+        self.dist = placement.dist
+        self.model = model.to(self.device)
+        if step.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.dist = dist or SINGLE
         # self.model stays the plain module (checkpoints, callbacks); the steps call these,
         # which may be compiled and, under torchrun, wrapped in DistributedDataParallel.
         self._train_model, self._eval_model = step_models(
-            self.model, self.dist, device, compile=compile, sync_batchnorm=sync_batchnorm
+            self.model,
+            self.dist,
+            self.device,
+            compile=step.compile,
+            sync_batchnorm=step.sync_batchnorm,
         )
         self.optimizer = optimizer
         self.schedule = schedule
-        self.device = device
-        self.precision = precision
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
+        self.max_epochs = stopping.max_epochs
+        self.early_stopping = stopping.early_stopping
+        self.overfitting = OverfittingDetector(stopping.overfitting_epochs)
+        self.grad_clip = step.grad_clip
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.num_classes = num_classes
-        self.classes = classes or [str(i) for i in range(num_classes)]
+        self.classes = (
+            [str(i) for i in range(classes)] if isinstance(classes, int) else list(classes)
+        )
+        self.num_classes = len(self.classes)
         self.loggers = loggers or LoggerGroup()
-        self.grad_clip = grad_clip
-        self.overfitting = OverfittingDetector(overfitting_epochs)
         self.progress = progress
         self.checkpoint_extra = checkpoint_extra or {}
         self.callbacks = list(callbacks or [])
         self.loss_fn = nn.CrossEntropyLoss()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
-        self.val_metrics = summary_metrics(num_classes).to(device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.needs_scaler)
+        # Summary metrics of an evaluation: the validation split each epoch, the test split after.
+        self.eval_metrics = summary_metrics(self.num_classes).to(self.device)
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
@@ -139,6 +139,30 @@ class Trainer:
         self._epoch_progress: dict | None = None  # partial sums of an epoch resumed mid-way
         self._loader_state: dict | None = None
         self._writer = CheckpointWriter()
+
+    @classmethod
+    def for_evaluation(
+        cls,
+        model: nn.Module,
+        classes: Sequence[str] | int,
+        placement: Placement | None = None,
+        step: StepOptions | None = None,
+    ) -> Trainer:
+        """A Trainer that only evaluates and tests (scripts/evaluate.py): it never steps its
+        optimiser or writes a checkpoint."""
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        schedule = LRSchedule(optimizer, None, "epoch", 0)
+        return cls(
+            model,
+            optimizer,
+            schedule,
+            stopping=Stopping(max_epochs=1),
+            classes=classes,
+            checkpoint_dir=Path("unused"),  # written only by fit
+            placement=placement,
+            step=step,
+            progress=False,
+        )
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_loader: Any, val_loader: Any) -> FitResult:
@@ -298,7 +322,7 @@ class Trainer:
     def _evaluate(self, loader: Any, split: str, per_class: Any | None) -> tuple[dict, Any, Any]:
         was_training = self.model.training
         self.model.eval()
-        metrics = self.val_metrics
+        metrics = self.eval_metrics
         metrics.reset()
         loss_sum = torch.zeros((), device=self.device)
         seen = 0
