@@ -1,12 +1,14 @@
 """Checkpoints written in the background hold the state of the moment they were asked for,
-and a failed write is reported, not lost."""
+and a failed write is reported, not lost; a run folder or a file names the one to load."""
 
 import pytest
 import torch
 
+from reslab.errors import ReslabError
 from reslab.training.checkpoint import (
     CheckpointWriter,
     duplicate_checkpoint,
+    find_checkpoint,
     host_copy,
     load_checkpoint,
     save_checkpoint,
@@ -41,3 +43,17 @@ def test_a_duplicated_checkpoint_keeps_its_content_when_the_source_is_rewritten(
     save_checkpoint(tmp_path / "last.pt", {"model": {}, "epoch": 3})
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+def test_a_checkpoint_is_found_from_its_run_folder_or_its_own_path(tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "last.pt", {"model": {}})
+    (run / "results.json").write_text("{}")
+    assert find_checkpoint(run) == run / "checkpoints" / "last.pt"
+    assert find_checkpoint(run / "checkpoints" / "last.pt") == run / "checkpoints" / "last.pt"
+    with pytest.raises(ReslabError, match=r"has no checkpoints/best.pt \(did the run finish"):
+        find_checkpoint(run, "best")
+    with pytest.raises(ReslabError, match="is not a reslab run folder"):
+        find_checkpoint(tmp_path, "last")
+    with pytest.raises(ReslabError, match="no checkpoint at .*does not exist"):
+        find_checkpoint(tmp_path / "nowhere.pt")

@@ -14,6 +14,7 @@ from torch import nn
 from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build
 from reslab.errors import ConfigError, ReslabError
+from reslab.training.checkpoint import find_checkpoint
 
 
 def load_run_config(run_dir: Path, state: dict | None = None) -> DictConfig:
@@ -33,18 +34,10 @@ def load_run_config(run_dir: Path, state: dict | None = None) -> DictConfig:
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
-    """``best``/``last``: the run's own checkpoint (a one-line error when missing); else a path."""
-    if which not in ("best", "last"):
-        return Path(which)
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        if not (run_dir / ".hydra").is_dir() and not (run_dir / "results.json").is_file():
-            raise ReslabError(f"{run_dir} is not a reslab run folder; point run= at one")
-        raise ReslabError(
-            f"{run_dir} has no checkpoints/{which}.pt (did the run finish an epoch?); "
-            "train it again or pass checkpoint=last|<path to a .pt>"
-        )
-    return path
+    """The ``checkpoint=`` option: ``best``/``last`` of the run, else a path to a .pt file."""
+    if which in ("best", "last"):
+        return find_checkpoint(run_dir, which)
+    return find_checkpoint(which)
 
 
 def model_state(state: dict) -> dict:

@@ -82,6 +82,27 @@ def duplicate_checkpoint(source: Path, path: Path) -> None:
     atomic_write(path, link)
 
 
+def find_checkpoint(where: str | os.PathLike, which: str = "last") -> Path:
+    """The checkpoint ``where`` names: a run folder's ``checkpoints/<which>.pt``, or a file.
+    A one-line error says which part is missing."""
+    path = Path(where).expanduser()
+    if not path.is_dir():
+        if path.is_file():
+            return path
+        raise ReslabError(
+            f"no checkpoint at {path} (the path does not exist); give a run folder or a .pt file"
+        )
+    found = path / "checkpoints" / f"{which}.pt"
+    if found.is_file():
+        return found
+    if not (path / ".hydra").is_dir() and not (path / "results.json").is_file():
+        raise ReslabError(f"{path} is not a reslab run folder; point at outputs/runs/<date>/<run>")
+    raise ReslabError(
+        f"{path} has no checkpoints/{which}.pt (did the run finish an epoch?); train it again "
+        "or name another checkpoint"
+    )
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():

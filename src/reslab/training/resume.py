@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from reslab.errors import ConfigError, ResumeRefused
+from reslab.errors import ConfigError, ReslabError, ResumeRefused
 from reslab.statuses import UNFINISHED
-from reslab.training.checkpoint import load_checkpoint
+from reslab.training.checkpoint import find_checkpoint, load_checkpoint
 from reslab.training.schedule import BUDGET_KEYS, budget_sets_length
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,10 @@ LEGACY_DEFAULTS = {"dataset.train_size": None, "dataset.standardize": True}
 
 def checkpoint_path(resume: str | Path) -> Path:
     """``resume`` may name a run folder (its checkpoints/last.pt) or a checkpoint file."""
-    path = Path(resume).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise ConfigError(
-            f"resume={resume}: no checkpoint at {path}; give a run folder or a .pt file"
-        )
-    return path
+    try:
+        return find_checkpoint(resume, "last")
+    except ReslabError as exc:
+        raise ConfigError(f"resume={resume}: {exc}") from None
 
 
 def run_dir_of(resume: str | Path) -> Path:
