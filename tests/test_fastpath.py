@@ -207,3 +207,14 @@ def test_random_crop_pads_with_black_on_both_data_paths(path):
     is_white = torch.isclose(x, bright.expand_as(x), atol=1e-5)
     assert bool((is_black | is_white).all())
     assert bool(is_black.any()) and bool(is_white.any())
+
+
+def test_explain_figures_normalise_images_exactly_as_the_loader_does():
+    from reslab.data.normalise import normalise_images
+
+    images = _images()
+    (x, _), *_ = TensorBatchLoader(images, 40, MEAN, STD)
+    assert torch.equal(normalise_images(images.images, MEAN, STD), x)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    expected = (images.images.float() / 255 - mean) / std
+    torch.testing.assert_close(x, expected)

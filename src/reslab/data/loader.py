@@ -23,6 +23,7 @@ import torch
 
 from reslab.data.augment import random_crop, random_hflip
 from reslab.data.image_data import ImageSet
+from reslab.data.normalise import normalisation, normalise
 from reslab.errors import ConfigError
 
 # On CUDA, ``on_device=auto`` keeps the data on the GPU when it takes at most this share of
@@ -154,18 +155,7 @@ class TensorBatchLoader(_ShardedBatches):
         self.images = data.images.to(self.device, non_blocking=True)
         self.labels = data.labels.to(self.device, non_blocking=True)
         self.augmentation = augmentation or Augmentation()
-        c = self.images.shape[1]
-        # Fold /255 and standardisation into one multiply-add.
-        self._scale = (
-            (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32)))
-            .view(1, c, 1, 1)
-            .to(self.device)
-        )
-        self._shift = (
-            (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std))
-            .view(1, c, 1, 1)
-            .to(self.device)
-        )
+        self._scale, self._shift = normalisation(mean, std, self.device)
         self._augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1 + rank)
 
     @property
@@ -204,7 +194,7 @@ class TensorBatchLoader(_ShardedBatches):
             x = random_crop(x, self.augmentation.crop_padding, self._augment_generator)
             if self.augmentation.hflip:
                 x = random_hflip(x, self._augment_generator)
-        x = torch.addcmul(self._shift, x, self._scale)
+        x = normalise(x, self._scale, self._shift)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -25,8 +25,9 @@ from torch import nn
 
 from reslab.cli import run_script
 from reslab.config.shapes import DATASET_SHAPES
+from reslab.data.normalise import normalise_images
 from reslab.errors import ConfigError, ReslabError
-from reslab.explain.callbacks import normalise_images, pick_images
+from reslab.explain.callbacks import pick_images
 from reslab.explain.cam import class_activation_maps, gap_head
 from reslab.explain.gradcam import default_layer, find_layer, grad_cam
 from reslab.explain.gradient_flow import gradient_flow_figure, layer_grad_norms, weight_layers

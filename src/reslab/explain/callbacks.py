@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from reslab.data.normalise import normalise_images
 from reslab.errors import ConfigError
 from reslab.explain.cam import class_activation_maps, gap_head
 from reslab.explain.gradcam import default_layer, find_layer, grad_cam
@@ -37,16 +38,6 @@ def pick_images(labels: torch.Tensor, n: int) -> torch.Tensor:
                 picked.append(members[depth])
         depth += 1
     return torch.tensor(picked, dtype=torch.long)
-
-
-def normalise_images(
-    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-) -> torch.Tensor:
-    """uint8 images as the model sees them (the loaders' /255 and standardisation)."""
-    c = images.shape[1]
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
-    return (images.float() / 255 - mean_t) / std_t
 
 
 def explain_maps(
