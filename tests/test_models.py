@@ -28,6 +28,44 @@ def test_mlp_and_residual_twin_have_same_layers(depth):
     residual.load_state_dict(plain.state_dict())
 
 
+@pytest.mark.parametrize("depth", [3, 5, 7])
+def test_plain_mlp_of_any_depth_is_built_of_the_residual_twins_blocks(depth):
+    plain = MLP((1, 8, 8), 10, depth=depth, width=16)
+    twin = MLP((1, 8, 8), 10, depth=depth + 1, width=16, residual=True)
+    pairs = [type(m).__name__ for m in plain.features]
+    assert pairs == ["LinearUnit", *["ResidualPair"] * ((depth - 2) // 2), "LinearUnit"]
+    assert [type(m).__name__ for m in twin.features][:-1] == pairs[:-1]
+    assert weight_layer_depth(plain) == depth
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_an_odd_depth_mlp_saved_with_the_old_single_layer_layout_still_loads(norm):
+    from reslab.models.mlp import LinearUnit
+
+    class OldMLP(torch.nn.Module):  # depth 7: input layer, 5 single hidden layers, classifier
+        def __init__(self) -> None:
+            super().__init__()
+            self.flatten = torch.nn.Flatten()
+            units = [LinearUnit(64, 16, norm, 0.0)]
+            units += [LinearUnit(16, 16, norm, 0.0) for _ in range(5)]
+            self.features = torch.nn.Sequential(*units)
+            self.classifier = torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.classifier(self.features(self.flatten(x)))
+
+    torch.manual_seed(0)
+    old = OldMLP().eval()
+    with torch.no_grad():  # every weight and norm statistic distinct, so a mix-up shows
+        for value in old.state_dict().values():
+            if value.is_floating_point():
+                value.uniform_(0.5, 1.5)
+    new = MLP((1, 8, 8), 3, depth=7, width=16, norm=norm).eval()
+    new.load_state_dict(old.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(new(x), old(x))
+
+
 def test_residual_mlp_shortcut_changes_the_function():
     torch.manual_seed(0)
     plain = MLP((1, 8, 8), 3, depth=4, width=16)

@@ -1,8 +1,9 @@
 """Multi-layer perceptrons: the plain stack and its residual twin.
 
-``depth`` counts Linear layers, the first and the classifier included. The residual
-variant wraps the ``depth - 2`` hidden width->width layers in blocks of two with an
-identity shortcut, so the plain and residual nets have exactly the same layers.
+``depth`` counts Linear layers, the first and the classifier included. The ``depth - 2``
+hidden width->width layers come in blocks of two (``ResidualPair``), with an identity
+shortcut in the residual variant, so the plain and residual nets have exactly the same
+layers and parameter names; a plain net with an odd number of them ends in one more layer.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class MLP(nn.Module):
         self.depth = depth
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(out, num_classes)
+        self.register_load_state_dict_pre_hook(_load_old_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.flatten(x)))
@@ -133,8 +135,33 @@ def _uniform_layers(
         return [], fan_in
     layers: list[nn.Module] = [LinearUnit(fan_in, width, norm, dropout)]
     hidden = depth - 2
-    if residual or hidden % 2 == 0:
-        layers += [ResidualPair(width, norm, dropout, residual) for _ in range(hidden // 2)]
-    else:
-        layers += [LinearUnit(width, width, norm, dropout) for _ in range(hidden)]
+    layers += [ResidualPair(width, norm, dropout, residual) for _ in range(hidden // 2)]
+    if hidden % 2:  # plain only: the residual MLP's depth is even
+        layers.append(LinearUnit(width, width, norm, dropout))
     return layers, width
+
+
+def _load_old_layout(module: MLP, state_dict: dict, prefix: str, *_args: object) -> None:
+    """Load-time pre-hook: a plain MLP with an odd number of hidden layers used to keep them
+    as single units ``features.<i>.<part>``; move them into pairs, in place. The optimizer's
+    state follows parameter order, which did not change, so such checkpoints resume too."""
+    start = prefix + "features."
+    pairs = [i for i, m in enumerate(module.features) if isinstance(m, ResidualPair)]
+    hidden = 2 * len(pairs) + 1
+    if (
+        not pairs
+        or len(module.features) != len(pairs) + 2
+        or f"{start}{hidden}.0.weight" not in state_dict
+    ):
+        return  # not the old layout; PyTorch names any key that does not fit
+    for old in range(1, hidden + 1):
+        pair, second = divmod(old + 1, 2)  # hidden layers 1, 2 -> pair 1; 3, 4 -> pair 2; ...
+        for key in [k for k in state_dict if k.startswith(f"{start}{old}.")]:
+            part, _, rest = key[len(f"{start}{old}.") :].partition(".")
+            if old == hidden:
+                new = f"{len(pairs) + 1}.{part}"
+            elif not second:
+                new = f"{pair}.first.{part}"
+            else:
+                new = f"{pair}.{'second' if part == '0' else 'norm'}"
+            state_dict[f"{start}{new}.{rest}"] = state_dict.pop(key)
