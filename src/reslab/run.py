@@ -340,6 +340,8 @@ def fit_and_test(trainer: Trainer, loaders: tuple, data: ImageData, outcome: Run
         tested.metrics["test/loss"],
         format_class_report(tested.class_report),
     )
+    for note in data.notes:  # again beside the result, where a reader of the log's end looks
+        log.warning("data: %s", note)
     outcome.loggers.log_summary({k: v for k, v in outcome.results.items() if k != "class_report"})
 
 
