@@ -11,8 +11,7 @@ import logging
 import math
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from reslab.training.fastpath import step_models
 from reslab.training.metrics import class_report, per_class_metrics, summary_metrics
 from reslab.training.options import Placement, StepOptions, Stopping
 from reslab.training.overfitting import OverfittingDetector
+from reslab.training.readback import FiniteGuard, HostReadback, non_finite_loss
 from reslab.training.schedule import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ class TestResult:
     confusion: torch.Tensor
     labels: torch.Tensor
     predictions: torch.Tensor
-
-
-class NonFiniteLossError(TrainingError):
-    pass
 
 
 class Trainer:
@@ -247,8 +243,8 @@ class Trainer:
         loss_sum = torch.tensor(progress.get("loss_sum", 0.0), device=self.device)
         correct = torch.tensor(progress.get("correct", 0), device=self.device, dtype=torch.long)
         seen = progress.get("seen", 0)
-        guard = _FiniteGuard(self.device, lambda: self.schedule.lr)
-        postfix = _HostReadback(self.device)
+        guard = FiniteGuard(self.device, lambda: self.schedule.lr)
+        postfix = HostReadback(self.device)
         bar = tqdm(
             loader,
             desc=f"epoch {epoch}/{self.max_epochs}",
@@ -278,7 +274,8 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum()
             if not bar.disable and step % 20 == 0:
                 # On CUDA the numbers shown are a few steps old: reading them now would wait for the GPU.
-                for shown in postfix.push(torch.stack([loss.detach().float(), correct / seen])):
+                shown_now = postfix.push(torch.stack([loss.detach().float(), correct / seen]))
+                for _, shown in shown_now:
                     bar.set_postfix(loss=f"{shown[0]:.4f}", acc=f"{shown[1]:.3f}")
             if self._agreed_stop(step):
                 guard.flush()
@@ -296,7 +293,7 @@ class Trainer:
         seen = max(seen, 1)
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
-            raise _non_finite(self.global_step, self.schedule.lr)
+            raise non_finite_loss(self.global_step, self.schedule.lr)
         return {"train/loss": train_loss, "train/acc": correct.item() / seen, "_samples": seen}
 
     # ----------------------------------------------------------- evaluate
@@ -464,82 +461,6 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class _HostReadback:
-    """Copy small device tensors to the host without waiting for the GPU.
-
-    On CUDA each pushed value goes to pinned memory asynchronously and is handed back by a
-    later ``push`` once its copy has finished (polled, never waited for, unless too many are
-    outstanding); ``drain`` waits for the rest. On CPU a value is handed back at once.
-    """
-
-    def __init__(self, device: torch.device, max_pending: int = 64) -> None:
-        self.cuda = device.type == "cuda"
-        self.max_pending = max_pending
-        self.pending: deque[tuple[Any, torch.Tensor, torch.cuda.Event]] = deque()
-
-    def push(self, value: torch.Tensor, tag: Any = None) -> list[torch.Tensor]:
-        return [v for _, v in self.push_tagged(value, tag)]
-
-    def push_tagged(self, value: torch.Tensor, tag: Any = None) -> list[tuple[Any, torch.Tensor]]:
-        if not self.cuda:
-            return [(tag, value)]
-        host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-        host.copy_(value.detach(), non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self.pending.append((tag, host, event))
-        ready = []
-        while self.pending and (self.pending[0][2].query() or len(self.pending) > self.max_pending):
-            tag_, host_, event_ = self.pending.popleft()
-            event_.synchronize()
-            ready.append((tag_, host_))
-        return ready
-
-    def drain(self) -> list[tuple[Any, torch.Tensor]]:
-        ready = []
-        while self.pending:
-            tag, host, event = self.pending.popleft()
-            event.synchronize()
-            ready.append((tag, host))
-        return ready
-
-
-class _FiniteGuard:
-    """Stop on a NaN/inf loss without a host sync per step on CUDA.
-
-    On CPU the check is cheap and immediate. On CUDA the flag is read back asynchronously and
-    checked a few steps later; ``flush`` (end of epoch, before a checkpoint) waits for all.
-    """
-
-    def __init__(self, device: torch.device, lr: Callable[[], float]) -> None:
-        self.cuda = device.type == "cuda"
-        self.lr = lr
-        self.readback = _HostReadback(device)
-
-    def check(self, loss: torch.Tensor, step: int) -> None:
-        if not self.cuda:
-            if not math.isfinite(loss.item()):
-                raise _non_finite(step, self.lr())
-            return
-        self._raise_if_bad(self.readback.push_tagged(~torch.isfinite(loss.detach()), step))
-
-    def flush(self) -> None:
-        self._raise_if_bad(self.readback.drain())
-
-    def _raise_if_bad(self, flags: list[tuple[Any, torch.Tensor]]) -> None:
-        for step, flag in flags:
-            if bool(flag):
-                self.readback.drain()
-                raise _non_finite(step, self.lr())
-
-
-def _non_finite(step: int, lr: float) -> NonFiniteLossError:
-    return NonFiniteLossError(
-        f"loss became NaN/inf at step {step} (lr {lr:.3g}); lower optimizer.lr, set trainer.grad_clip=1.0, "
-        "or use trainer.precision=32 if mixed precision overflowed"
-    )
 
 
 def _bar_disabled(progress: bool | None) -> bool | None:
