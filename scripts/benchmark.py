@@ -417,7 +417,7 @@ def memory_probe(variant: str, root: str) -> None:
 
     from reslab.config.compose import compose_train_config
     from reslab.data import load_dataset
-    from reslab.data.cifar10 import load_cifar10
+    from reslab.data.cifar import load_cifar10
     from reslab.data.splits import split_train_val
 
     cfg = compose_train_config(CONFIG_DIR, ["dataset=cifar10", f"dataset.root={root}"])
@@ -427,7 +427,7 @@ def memory_probe(variant: str, root: str) -> None:
     if variant == "reslab":
         load_dataset(cfg.dataset)
     else:
-        train, _test, _classes, _source = load_cifar10(Path(root), False)
+        train = load_cifar10(cfg.dataset, Path(root)).train
         if variant == "float64_statistics":
             train, _val = split_train_val(train, 0.1, 0)
             x = train.images.to(torch.float64).div_(255.0)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build, check_model_builds, validate_config
 from reslab.data import load_dataset
+from reslab.data.registry import declared_shape
 from reslab.models import count_params
 from reslab.report.compare import main as compare
 from reslab.run import train
@@ -46,7 +46,7 @@ def test_every_cnn_depth_job_composes_validates_and_builds(dataset):
     for job in jobs:
         cfg = compose_config("experiment=cnn_depth", f"dataset={dataset}", *job)
         validate_config(cfg)
-        shape, classes = DATASET_SHAPES[dataset]
+        shape, classes = declared_shape(cfg.dataset)
         check_model_builds(cfg.model, shape, classes)
         variants.add((cfg.model._target_.rsplit(".", 1)[-1], cfg.model.get("residual")))
         if cfg.model._target_.endswith("CNN"):
@@ -59,7 +59,7 @@ def test_every_cnn_depth_job_composes_validates_and_builds(dataset):
 
 
 def test_plain_resnet_is_the_resnet_without_shortcuts_and_the_same_parameters():
-    shape, classes = DATASET_SHAPES["cifar10"]
+    shape, classes = declared_shape({"name": "cifar10"})
     nets = {}
     for model in ("resnet", "plain_resnet"):
         cfg = compose_config(f"model={model}", "depth=20")

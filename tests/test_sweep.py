@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import check_model_builds, validate_config
+from reslab.data.registry import declared_shape
 from reslab.errors import ConfigError
 from reslab.report.compare import main as compare
 from reslab.run import run_length_epochs, train
@@ -145,7 +145,7 @@ def test_every_job_of_an_experiment_sweep_builds(experiment):
                 overrides += [f"model={model}"] if model else []
                 overrides += [f"model.residual={residual}"] if residual else []
                 cfg = compose_config(*overrides)
-                check_model_builds(cfg.model, *DATASET_SHAPES[cfg.dataset.name])
+                check_model_builds(cfg.model, *declared_shape(cfg.dataset))
                 jobs += 1
     assert jobs >= 8
 

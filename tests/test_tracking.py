@@ -22,8 +22,8 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups, metadata
 
 from reslab.cli import preflight
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import check_model_builds
+from reslab.data.registry import declared_shape
 from reslab.errors import ConfigError
 from reslab.run import train
 from reslab.tracking import MetricsCSV
@@ -340,7 +340,7 @@ def test_wandb_sweep_file_drives_train_py_with_hydra_overrides(tracked_run):
         preflight(overrides, CONFIG_DIR)  # exits with a message on an unknown key or option
         cfg = compose_config(*overrides)
         assert cfg.depth == depth and cfg.logger.wandb.mode == "online"
-        shape, classes = DATASET_SHAPES[cfg.dataset.name]
+        shape, classes = declared_shape(cfg.dataset)
         check_model_builds(cfg.model, shape, classes)
 
 

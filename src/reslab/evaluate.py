@@ -20,7 +20,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from reslab.cli import run_script
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.errors import ConfigError
 from reslab.saved_run import build_model, checkpoint_path, load_run_config
 
@@ -117,6 +116,7 @@ def evaluate_run(
 ) -> list[Path]:
     """Evaluate one checkpoint of one run; returns the files written."""
     from reslab.data import load_dataset
+    from reslab.data.registry import declared_shape
     from reslab.training.checkpoint import load_checkpoint
     from reslab.training.precision import resolve_precision
 
@@ -127,11 +127,12 @@ def evaluate_run(
     state = load_checkpoint(ckpt, map_location="cpu")
     cfg = load_run_config(run_dir, state)
     device = evaluation_device(str(opts.device), cfg)
-    trained = _trained_shape(cfg)
+    trained = declared_shape(cfg.dataset)  # what the run trained on, when known
     cfg.dataset = evaluation_dataset(cfg, name, overrides, config_dir)
     new_name = str(cfg.dataset.get("name"))
-    if trained is not None and new_name in DATASET_SHAPES:  # refuse before loading any data
-        check_compatible(trained, DATASET_SHAPES[new_name], run_dir, new_name)
+    known = declared_shape(cfg.dataset)
+    if trained is not None and known is not None:  # refuse before loading any data
+        check_compatible(trained, known, run_dir, new_name)
     data = load_dataset(cfg.dataset)
     if trained is not None:
         check_compatible(trained, (data.input_shape, data.num_classes), run_dir, new_name)
@@ -160,11 +161,6 @@ def evaluation_device(option: str, cfg: DictConfig) -> torch.device:
             "pass device=cpu to evaluate it on the CPU (in fp32)"
         )
     return resolve_device(trained_on)
-
-
-def _trained_shape(cfg: DictConfig) -> tuple | None:
-    """The input shape and classes the run trained on, when its dataset is a known one."""
-    return DATASET_SHAPES.get(str(cfg.dataset.get("name")))
 
 
 def write_evaluation(folder: Path, stem: str, facts: dict, tested: Any, data: Any) -> list[Path]:

@@ -11,8 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.config.validate import build
+from reslab.data.registry import declared_shape
 from reslab.errors import ConfigError, ReslabError
 from reslab.training.checkpoint import find_checkpoint
 
@@ -50,14 +50,14 @@ def model_state(state: dict) -> dict:
 
 
 def input_shape(cfg: DictConfig, data: Any = None) -> tuple[list[int], int]:
-    """Input shape and number of classes: the data's, else the known ones of the dataset's name."""
+    """Input shape and number of classes: the data's, else those the dataset's definition gives."""
     if data is not None:
         return list(data.input_shape), data.num_classes
-    name = cfg.dataset.get("name")
-    if name not in DATASET_SHAPES:
+    known = declared_shape(cfg.dataset)
+    if known is None:
+        name = cfg.dataset.get("name")
         raise ConfigError(f"dataset {name!r} has no known input shape; explain it with its data")
-    shape, classes = DATASET_SHAPES[name]
-    return list(shape), classes
+    return list(known[0]), known[1]
 
 
 def build_model(
@@ -66,5 +66,12 @@ def build_model(
     """The run's model for ``shape``/``num_classes``, with ``state``'s weights when given."""
     model = build(cfg.model, input_shape=shape, num_classes=num_classes)
     if state is not None:
-        model.load_state_dict(model_state(state))
+        try:
+            model.load_state_dict(model_state(state))
+        except RuntimeError as exc:  # size mismatches: another input shape or class count
+            raise ConfigError(
+                f"the checkpoint's weights do not fit this model for {tuple(shape)} inputs and "
+                f"{num_classes} classes ({str(exc).splitlines()[-1].strip()[:160]}); use data "
+                "of the shape and classes the run trained on"
+            ) from None
     return model

@@ -9,6 +9,8 @@ PLACEMENT_KEYS = (
     "logger",
     "dataset.root",
     "dataset.download",
+    "dataset.path",
+    "dataset.cache_dir",
     "trainer.device",
     "trainer.progress",
     "resume",

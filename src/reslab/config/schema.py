@@ -145,7 +145,18 @@ RULES: dict[str, Check] = {
     "resume": text(null=True),
     # dataset
     "dataset.name": text(),
-    "dataset.root": text(),
+    "dataset.loader": text(),
+    "dataset.root": text(null=True),
+    "dataset.labels": choice("fine", "coarse"),
+    "dataset.extra": boolean(),
+    "dataset.path": text(null=True),
+    "dataset.image_size": integer(1, example="32", null=True),
+    "dataset.interpolation": choice("nearest", "bilinear", "bicubic", "lanczos"),
+    "dataset.channels": Check(
+        lambda v: v in (1, 3) and not isinstance(v, bool), "1 or 3", "3", True
+    ),
+    "dataset.test_fraction": number(0, 1, low_open=True, high_open=True, example="0.2"),
+    "dataset.cache_dir": text(null=True),
     "dataset.download": boolean(),
     "dataset.offline_fallback": boolean(),
     "dataset.val_fraction": number(0, 1, low_open=True, high_open=True, example="0.1"),

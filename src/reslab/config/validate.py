@@ -89,12 +89,12 @@ def build(cfg: DictConfig, **kwargs: Any) -> Any:
 
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs no data: values, keys, and whether the model can be built."""
-    from reslab.config.shapes import DATASET_SHAPES
+    from reslab.data.registry import declared_shape
 
     validate_config(cfg)
-    if cfg.dataset.name in DATASET_SHAPES:
-        shape, n_classes = DATASET_SHAPES[cfg.dataset.name]
-        check_model_builds(cfg.model, shape, n_classes)
+    known = declared_shape(cfg.dataset)
+    if known is not None:  # else the data decide, and the model is built once they are loaded
+        check_model_builds(cfg.model, *known)
 
 
 def check_model_builds(

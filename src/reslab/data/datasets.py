@@ -7,15 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reslab.data.cifar10 import load_cifar10
-from reslab.data.image_data import ImageData, ImageSet
-from reslab.data.mnist import load_fashion_mnist, load_mnist
+from reslab.data.image_data import ImageData, ImageSet, Splits
+from reslab.data.registry import dataset_spec
 from reslab.data.splits import channel_stats, split_train_val, stratified_subset
-from reslab.errors import ConfigError
+from reslab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 def data_root(root: str | os.PathLike | None) -> Path:
@@ -24,20 +21,12 @@ def data_root(root: str | os.PathLike | None) -> Path:
 
 
 def load_dataset(cfg: Any) -> ImageData:
-    """Load the dataset named by ``cfg.name`` and carve the validation split off its training set."""
+    """Load the dataset ``cfg`` defines (reslab.data.registry) and carve the validation split
+    off its training set."""
     name = cfg.name
-    root = data_root(cfg.get("root"))
-    download = bool(cfg.get("download", True))
-    if name == "mnist":
-        train, test, classes, source = load_mnist(
-            root, download, bool(cfg.get("offline_fallback", True))
-        )
-    elif name == "fashion_mnist":
-        train, test, classes, source = load_fashion_mnist(root, download)
-    elif name == "cifar10":
-        train, test, classes, source = load_cifar10(root, download)
-    else:
-        raise ConfigError(f"dataset.name={name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    spec = dataset_spec(cfg)
+    train, test, classes, source = spec.load(cfg, data_root(cfg.get("root")))
+    check_loaded(name, Splits(train, test, classes, source), spec.shape(cfg))
     train, val = split_train_val(train, float(cfg.val_fraction), int(cfg.split_seed))
     train_size = cfg.get("train_size")
     if train_size is not None:
@@ -76,3 +65,22 @@ def _training_subset(name: str, train: ImageSet, size: int, n_classes: int, seed
             f"stratified subset holds at least one image of each; {allowed}"
         )
     return stratified_subset(train, size, seed)
+
+
+def check_loaded(name: str, splits: Splits, declared: tuple | None) -> None:
+    """The loaded data agree with the dataset's definition, and every label names a class."""
+    train, test, classes, _ = splits
+    shape = tuple(int(d) for d in train.images.shape[1:])
+    if declared is not None and (shape, len(classes)) != (tuple(declared[0]), declared[1]):
+        raise DataError(
+            f"dataset {name} loaded {shape} images of {len(classes)} classes but its definition "
+            f"says {tuple(declared[0])} and {declared[1]}; the files are not {name}'s"
+        )
+    for split, data in (("training", train), ("test", test)):
+        if len(data) == 0:
+            raise DataError(f"dataset {name} has no {split} images")
+        if int(data.labels.min()) < 0 or int(data.labels.max()) >= len(classes):
+            raise DataError(
+                f"dataset {name}'s {split} labels run outside 0..{len(classes) - 1} "
+                f"for its {len(classes)} classes"
+            )

