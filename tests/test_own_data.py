@@ -134,6 +134,9 @@ def test_an_image_folder_trains_and_explains_from_the_command_line(tmp_path, cli
     assert proc.returncode == 0, proc.stderr[-2000:]
     with Image.open(run_dir / "figures" / "cam.png") as figure:
         assert figure.width > 100
+    # results.json's input shape lets evaluate refuse data the model did not train on.
+    proc = cli(f"run={run_dir}", "dataset=mnist", script="scripts/evaluate.py")
+    assert proc.returncode != 0 and "trained on (3, 16, 16)" in proc.stderr, proc.stderr
 
 
 # ------------------------------------------------------------------------------ tensor files

@@ -127,7 +127,7 @@ def evaluate_run(
     state = load_checkpoint(ckpt, map_location="cpu")
     cfg = load_run_config(run_dir, state)
     device = evaluation_device(str(opts.device), cfg)
-    trained = declared_shape(cfg.dataset)  # what the run trained on, when known
+    trained = declared_shape(cfg.dataset) or recorded_shape(run_dir)  # what the run trained on
     cfg.dataset = evaluation_dataset(cfg, name, overrides, config_dir)
     new_name = str(cfg.dataset.get("name"))
     known = declared_shape(cfg.dataset)
@@ -146,6 +146,19 @@ def evaluate_run(
     return write_evaluation(
         run_dir / "evaluations", f"{label}_{new_name}_{opts.split}", facts, tested, data
     )
+
+
+def recorded_shape(run_dir: Path) -> tuple | None:
+    """The input shape and classes results.json recorded (runs on the user's own data)."""
+    from reslab.tracking.results import read_json
+
+    try:
+        results = read_json(run_dir / "results.json")
+    except (OSError, ValueError):
+        return None
+    if "input_shape" not in results or "num_classes" not in results:
+        return None
+    return tuple(results["input_shape"]), int(results["num_classes"])
 
 
 def evaluation_device(option: str, cfg: DictConfig) -> torch.device:

@@ -216,6 +216,8 @@ def load_data_and_model(
     results.update(
         params=count_params(model),
         data_source=data.source,
+        input_shape=list(data.input_shape),
+        num_classes=data.num_classes,
         n_train=len(data.train),
         n_val=len(data.val),
         n_test=len(data.test),
