@@ -40,15 +40,6 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return find_checkpoint(which)
 
 
-def model_state(state: dict) -> dict:
-    """Weights saved from a compiled or DDP-wrapped model load into the plain module."""
-    weights = state["model"]
-    for prefix in ("_orig_mod.", "module."):
-        if weights and all(k.startswith(prefix) for k in weights):
-            weights = {k[len(prefix) :]: v for k, v in weights.items()}
-    return weights
-
-
 def input_shape(cfg: DictConfig, data: Any = None) -> tuple[list[int], int]:
     """Input shape and number of classes: the data's, else those the dataset's definition gives."""
     if data is not None:
@@ -67,7 +58,7 @@ def build_model(
     model = build(cfg.model, input_shape=shape, num_classes=num_classes)
     if state is not None:
         try:
-            model.load_state_dict(model_state(state))
+            model.load_state_dict(state["model"])  # the trainer saves the plain module's
         except RuntimeError as exc:  # size mismatches: another input shape or class count
             raise ConfigError(
                 f"the checkpoint's weights do not fit this model for {tuple(shape)} inputs and "

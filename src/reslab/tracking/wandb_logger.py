@@ -24,7 +24,6 @@ from reslab.tracking.base import RunLogger
 
 log = logging.getLogger(__name__)
 
-MODES = ("online", "offline", "disabled")
 _SUMMARY_SKIP = {"class_report", "traceback"}
 RUN_ID_FILE = "run_id"
 

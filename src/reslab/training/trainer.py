@@ -57,7 +57,6 @@ class FitResult:
     status: str  # completed | stopped_early
     epochs: int
     best_epoch: int
-    best_value: float
     history: list[dict] = field(default_factory=list)
     overfitting_epoch: int | None = None
 
@@ -180,7 +179,6 @@ class Trainer:
             status=status,
             epochs=self.epoch,
             best_epoch=self.early_stopping.best_epoch,
-            best_value=self.early_stopping.best,
             history=self.history,
             overfitting_epoch=self.overfitting.onset_epoch,
         )
