@@ -88,6 +88,18 @@ def test_explicit_hidden_sizes_must_agree_with_depth():
     assert weight_layer_depth(MLP((1, 28, 28), 10, depth=4, hidden_sizes=[512, 256, 128])) == 4
 
 
+@pytest.mark.parametrize("model", ["cnn", "resnet", "mlp"])
+def test_every_model_takes_images_that_are_not_square(model):
+    # An image folder kept at its own size, or a tensor file, may hold 8x12 images.
+    shape = (3, 8, 12)
+    net = {
+        "cnn": lambda: CNN(shape, 5, depth=4, width=4),
+        "resnet": lambda: ResNet(shape, 5, depth=8, width=4),
+        "mlp": lambda: MLP(shape, 5, depth=3, width=8),
+    }[model]()
+    assert net(torch.randn(2, *shape)).shape == (2, 5)
+
+
 @pytest.mark.parametrize("head,depth", [("fc", 3), ("fc", 8), ("gap", 2), ("gap", 12)])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_cnn_depth_and_forward(head, depth, shape):

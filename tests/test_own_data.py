@@ -105,9 +105,11 @@ def test_decoded_images_are_cached_and_a_changed_folder_is_decoded_again(tmp_pat
     assert "read from the cache" in caplog.text
     assert torch.equal(first.train.images, second.train.images)
     write_image_folder(tmp_path / "leaves" / "train", _images(1, seed=5), [0], CLASSES, ext="jpg")
+    before = list((tmp_path / "cache").glob("*.pt"))
     third = load_dataset(cfg)
     assert len(third.train) + len(third.val) == 13
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    after = list((tmp_path / "cache").glob("*.pt"))
+    assert len(after) == 1 and after != before  # the stale cache is replaced, not kept
 
 
 def test_an_image_folder_trains_and_explains_from_the_command_line(tmp_path, cli):
@@ -322,3 +324,117 @@ def test_a_relative_tensor_file_path_is_also_looked_for_in_the_data_folder(tmp_p
     cfg.root = str(tmp_path / "elsewhere")
     with pytest.raises(DataError, match="dataset.path=mine.npz does not exist"):
         load_dataset(cfg)
+
+
+# ------------------------------------------------------------ images and files found in the wild
+def test_16_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
+    for name, value in (("a", 65535), ("b", 32768)):
+        path = tmp_path / "train" / name / "x.png"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((4, 4), value, dtype=np.uint16)).save(path)  # mode I;16
+        Image.fromarray(np.full((4, 4), value, dtype=np.uint16)).save(path.with_name("y.png"))
+        Image.fromarray(np.full((4, 4), value, dtype=np.uint16)).save(path.with_name("z.png"))
+    data = load_dataset(
+        _dataset("image_folder", f"dataset.root={tmp_path}", "dataset.test_fraction=0.34")
+    )
+    assert data.input_shape == (1, 4, 4)  # grayscale, though not mode L
+    everything = torch.cat([data.train.images, data.val.images, data.test.images])
+    labels = torch.cat([data.train.labels, data.val.labels, data.test.labels])
+    assert set(everything[labels == 0].unique().tolist()) == {255}
+    assert set(everything[labels == 1].unique().tolist()) == {128}
+
+
+def test_photos_are_turned_upright_and_hidden_folders_are_not_classes(tmp_path):
+    _folder(tmp_path, size=(4, 8), test=False)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: show the 4-high, 8-wide image rotated
+    for path in (tmp_path / "train").rglob("*.png"):
+        Image.open(path).save(path, exif=exif)
+    data = load_dataset(_dataset("image_folder", f"dataset.root={tmp_path}"))
+    assert data.classes == CLASSES and data.input_shape == (1, 8, 4)
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(tmp_path, caplog):
+    _folder(tmp_path / "leaves")
+    (tmp_path / "file").write_text("in the way")
+    cfg = _dataset(
+        "image_folder",
+        f"dataset.root={tmp_path / 'leaves'}",
+        f"dataset.cache_dir={tmp_path / 'file'}",
+    )
+    with caplog.at_level(logging.WARNING, logger="reslab"):
+        data = load_dataset(cfg)
+    assert len(data.test) == 6 and "cannot write the cache" in caplog.text
+
+
+def test_svhn_files_that_are_there_are_used_without_the_network(tmp_path):
+    x = np.zeros((10, 3, 32, 32), dtype=np.uint8)
+    for split in ("train", "test"):
+        write_svhn_file(tmp_path / "SVHN" / f"{split}_32x32.mat", x, list(range(10)))
+    data = load_dataset(_dataset("svhn", f"dataset.root={tmp_path}", "dataset.download=true"))
+    assert len(data.test) == 10  # no fetch, no checksum over the user's own files
+
+
+def _save_npz(path, **arrays):
+    x = _images(6, (4, 4))
+    np.savez(
+        path,
+        **({"x_train": x, "y_train": [0, 1, 2] * 2, "x_test": x[:2], "y_test": [0, 1]} | arrays),
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (
+            lambda p: _save_npz(p / "d.npz", y_train=[0, 1, 2]),
+            "x_train has 6 images but y_train 3 labels",
+        ),
+        (
+            lambda p: _save_npz(p / "d.npz", y_train=np.array(list("abcabc"))),
+            "whole-number class labels",
+        ),
+        (lambda p: _save_npz(p / "d.npz", x_train=_images(6, (4, 4, 3))), "channels last"),
+        (
+            lambda p: _save_npz(p / "d.npz", x_train=_images(6).astype(np.float32)),
+            "store images as uint8",
+        ),
+        (
+            lambda p: torch.save({"x_train": _images(2)}, p / "d.pt") or p / "d.pt",
+            "holds something other than tensors",
+        ),
+        (lambda p: np.save(p / "d.npy", _images(2)) or p / "d.npy", "neither .npz nor .pt"),
+        (
+            lambda p: (p / "d.npz").write_bytes(b"PK\x03\x04 broken") and p / "d.npz",
+            "not a readable .npz or .pt",
+        ),
+    ],
+    ids=[
+        "lengths",
+        "string labels",
+        "channels last",
+        "float images",
+        "numpy in .pt",
+        "npy",
+        "corrupt",
+    ],
+)
+def test_a_malformed_tensor_file_is_one_clear_error(tmp_path, make, says):
+    path = make(tmp_path)
+    with pytest.raises(DataError, match=says):
+        load_dataset(_dataset("tensors", f"dataset.path={path}"))
+
+
+@pytest.mark.parametrize("case", ["broken link", "tiny class"])
+def test_a_malformed_image_folder_is_one_clear_error(tmp_path, case):
+    _folder(tmp_path, test=False)
+    if case == "broken link":
+        (tmp_path / "train" / "ash" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+        says = "gone.png is not a readable image"
+    else:
+        write_image_folder(tmp_path / "train", _images(2), [0, 0], ["dogwood", "dogwood"])
+        says = r"too few training images: dogwood \(2\)"
+    with pytest.raises(DataError, match=says):
+        load_dataset(_dataset("image_folder", f"dataset.root={tmp_path}"))

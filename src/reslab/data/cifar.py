@@ -118,13 +118,18 @@ def load_cifar100(cfg: Any, root: Path) -> Splits:
     source = f"CIFAR-100 ({labels} labels) in {folder}"
     if labels == "fine":
         return Splits(_to_image_set(train), _to_image_set(test), list(train.classes), source)
-    coarse = [_coarse_labels(folder / name) for name in ("train", "test")]
-    with open(folder / "meta", "rb") as infile:
-        classes = list(pickle.load(infile, encoding="latin1")["coarse_label_names"])
+    coarse = [_read_key(folder / name, "coarse_labels") for name in ("train", "test")]
+    classes = list(_read_key(folder / "meta", "coarse_label_names"))
     return Splits(_to_image_set(train, coarse[0]), _to_image_set(test, coarse[1]), classes, source)
 
 
-def _coarse_labels(path: Path) -> list[int]:
-    # torchvision keeps only the fine labels; the superclasses sit beside them in the file.
+def _read_key(path: Path, key: str) -> list:
+    # torchvision keeps only the fine labels; the superclasses sit beside them in the files.
     with open(path, "rb") as infile:
-        return list(pickle.load(infile, encoding="latin1")["coarse_labels"])
+        entry = pickle.load(infile, encoding="latin1")
+    if key not in entry:
+        raise DataError(
+            f"{path} has no {key}, so dataset.labels=coarse cannot be read; use "
+            "dataset.labels=fine or fetch CIFAR-100 again"
+        )
+    return list(entry[key])

@@ -12,6 +12,7 @@ settings), so a second run starts at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm.auto import tqdm
@@ -38,7 +40,7 @@ INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAY_BANDS = ("1", "L", "I", "F")  # a first band that makes an image grayscale
 CACHE_VERSION = 1  # bump when the decoded form changes
 
 
@@ -48,6 +50,7 @@ def load_image_folder(cfg: Any, root: Path) -> Splits:
     train_files, classes = scan_split(folder / "train")
     test_dir = folder / "test"
     test_files = scan_split(test_dir, classes)[0] if test_dir.is_dir() else None
+    check_class_sizes(train_files, classes, held_out=test_files is None)
     settings = _settings(cfg)
     cache = _cache_path(cfg, folder, train_files, test_files, settings)
     cached = _read_cache(cache)
@@ -102,7 +105,8 @@ def _settings(cfg: Any) -> dict[str, Any]:
 def scan_split(split_dir: Path, expected: Sequence[str] | None = None) -> tuple[list, list[str]]:
     """``(path, class index)`` of every image under ``split_dir/<class>/``, sorted, and the
     class names; ``expected``: the training split's classes, which this split must match."""
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .reslab_cache, ...) are not classes.
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and e.name[0] != ".")
     if not classes:
         raise DataError(
             f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/"
@@ -130,12 +134,28 @@ def scan_split(split_dir: Path, expected: Sequence[str] | None = None) -> tuple[
     return files, classes
 
 
+def check_class_sizes(files: list, classes: list[str], held_out: bool) -> None:
+    """Each class keeps an image for training after the validation split (and, when ``held_out``,
+    the test split) take theirs."""
+    counts = [0] * len(classes)
+    for _, label in files:
+        counts[label] += 1
+    needed = 3 if held_out else 2
+    small = [f"{classes[i]} ({n})" for i, n in enumerate(counts) if n < needed]
+    if small:
+        raise DataError(
+            f"classes with too few training images: {', '.join(small)}; each needs at least "
+            f"{needed} so that {'the test, ' if held_out else 'the '}validation and training "
+            "splits all hold one; add images or remove the class"
+        )
+
+
 def _decode_all(folder: Path, train: list, test: list | None, settings: dict) -> dict:
     """Decode every image once: first the headers (modes and sizes, to choose the channels and
     check the sizes), then the pixels."""
     everything = train + (test or [])
     modes, sizes = _headers(everything)
-    channels = settings["channels"] or (1 if all(m in GRAY_MODES for m in modes) else 3)
+    channels = settings["channels"] or (1 if all(_is_gray(m) for m in modes) else 3)
     size = settings["image_size"]
     if size is None and len(set(sizes)) > 1:
         (a, sa), (b, sb) = _two_sizes(everything, sizes)
@@ -165,10 +185,27 @@ def _headers(files: list) -> tuple[list[str], list[tuple[int, int]]]:
         try:
             with Image.open(path) as img:  # reads the header only
                 modes.append(img.mode)
-                sizes.append(img.size)
+                turned = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+                sizes.append(img.size[::-1] if turned else img.size)
         except (UnidentifiedImageError, OSError) as exc:
             raise _unreadable(path, exc) from exc
     return modes, sizes
+
+
+def _is_gray(mode: str) -> bool:
+    return mode.split(";")[0] in GRAY_BANDS or mode == "LA"  # I;16B -> I
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images scaled to 0..255 (``convert`` would clip them at 255);
+    float images clipped to 0..255."""
+    if img.mode.startswith("I"):
+        pixels = np.asarray(img, dtype=np.int64).clip(0, 65535) >> 8
+    elif img.mode == "F":
+        pixels = np.asarray(img, dtype=np.float64).clip(0, 255).round()
+    else:
+        return img
+    return Image.fromarray(pixels.astype(np.uint8), mode="L")
 
 
 def _two_sizes(files: list, sizes: list) -> tuple[tuple, tuple]:
@@ -180,6 +217,7 @@ def _two_sizes(files: list, sizes: list) -> tuple[tuple, tuple]:
 def _decode(path: Path, channels: int, size: int | None, interpolation: str) -> torch.Tensor:
     try:
         with Image.open(path) as img:
+            img = _to_8bit(ImageOps.exif_transpose(img))  # phone photos: upright, 8 bits
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), INTERPOLATIONS[interpolation])
@@ -195,17 +233,25 @@ def _unreadable(path: Path, exc: Exception) -> DataError:
 
 
 def _cache_path(cfg: Any, folder: Path, train: list, test: list | None, settings: dict) -> Path:
-    """Where the decoded tensors of exactly these files and settings live."""
-    listing = [
-        (str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns, label)
-        for path, label in train + (test or [])
-    ]
-    key = json.dumps([CACHE_VERSION, settings, test is not None, listing])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    """Where the decoded tensors of exactly these files and decoding settings live:
+    ``<key of the folder and settings>-<key of the files>.pt``."""
+    listing = []
+    for path, label in train + (test or []):
+        try:
+            stat = path.stat()
+        except OSError as exc:  # a broken link, a file gone since the scan
+            raise _unreadable(path, exc) from exc
+        listing.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns, label))
+    decoding = {k: settings[k] for k in ("image_size", "channels", "interpolation")}
+    where = json.dumps([CACHE_VERSION, str(folder.resolve()), decoding, test is not None])
     base = (
         Path(str(cfg.cache_dir)).expanduser() if cfg.get("cache_dir") else folder / ".reslab_cache"
     )
-    return base / f"{digest}.pt"
+    return base / f"{_digest(where)}-{_digest(json.dumps(listing))}.pt"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _read_cache(path: Path) -> dict | None:
@@ -221,16 +267,23 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, decoded: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write atomically (a per-process temporary file: sweep jobs may decode at once) and drop
+    the caches of earlier contents of the same folder and settings."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(decoded, tmp)
         tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        folder_key = path.name.split("-")[0]
+        for old in path.parent.glob(f"{folder_key}-*.pt"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except (OSError, RuntimeError) as exc:  # torch.save reports open failures as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         log.warning(
             "image folder: cannot write the cache %s (%s); the next run decodes again "
             "(set dataset.cache_dir to a writable folder)",
             path,
-            exc.strerror or exc,
+            getattr(exc, "strerror", None) or str(exc).splitlines()[0],
         )

@@ -8,6 +8,7 @@ training label.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,7 @@ def load_tensor_file(cfg: Any, root: Path) -> Splits:
     missing = [k for k in KEYS if k not in arrays]
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)}; it needs {', '.join(KEYS)}")
-    train = ImageSet(_images(arrays, "x_train", path), _labels(arrays, "y_train", path))
-    test = ImageSet(_images(arrays, "x_test", path), _labels(arrays, "y_test", path))
-    for split in (train, test):
-        if len(split.images) != len(split.labels):
-            raise DataError(f"{path}: {len(split.images)} images but {len(split.labels)} labels")
+    train, test = (_split(arrays, split, path) for split in ("train", "test"))
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(
             f"{path}: x_train images are {tuple(train.images.shape[1:])} and x_test images "
@@ -39,6 +36,15 @@ def load_tensor_file(cfg: Any, root: Path) -> Splits:
         )
     classes = _classes(arrays, train, test, path)
     return Splits(train, test, classes, f"tensor file {path}")
+
+
+def _split(arrays: dict, split: str, path: Path) -> ImageSet:
+    images, labels = _images(arrays, f"x_{split}", path), _labels(arrays, f"y_{split}", path)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{path}: x_{split} has {len(images)} images but y_{split} {len(labels)} labels"
+        )
+    return ImageSet(images, labels)
 
 
 def _path(cfg: Any, root: Path) -> Path:
@@ -53,6 +59,10 @@ def _path(cfg: Any, root: Path) -> Path:
     if not path.is_file():
         raise DataError(
             f"dataset.path={path} does not exist (nor in {root}); point it at an .npz or .pt file"
+        )
+    if path.suffix not in (".npz", ".pt"):
+        raise DataError(
+            f"dataset.path={path} is neither .npz nor .pt; save it with numpy.savez or torch.save"
         )
     return path
 
@@ -73,32 +83,49 @@ def _read(path: Path) -> dict[str, Any]:
             f"{path} is not a readable .npz or .pt file ({exc.__class__.__name__}); write it with "
             "numpy.savez or torch.save"
         ) from exc
+    except pickle.UnpicklingError as exc:  # a .pt of numpy arrays, or not a torch file at all
+        raise DataError(
+            f"{path} holds something other than tensors, lists and strings; save torch tensors "
+            "(torch.from_numpy(x)) with torch.save, or use numpy.savez and an .npz"
+        ) from exc
 
 
 def _images(arrays: dict, key: str, path: Path) -> torch.Tensor:
-    images = torch.as_tensor(
-        np.asarray(arrays[key]) if not torch.is_tensor(arrays[key]) else arrays[key]
-    )
-    if images.dtype != torch.uint8:
+    value = arrays[key]
+    dtype = value.dtype if torch.is_tensor(value) else np.asarray(value).dtype
+    if dtype not in (torch.uint8, np.uint8):
         raise DataError(
-            f"{path}: {key} is {images.dtype}; store images as uint8 0..255 "
+            f"{path}: {key} is {dtype}; store images as uint8 0..255 "
             "(x.astype(numpy.uint8) after scaling to 0..255)"
         )
+    images = value if torch.is_tensor(value) else torch.from_numpy(np.asarray(value))
     if images.dim() == 3:
         images = images.unsqueeze(1)  # N x H x W: one grayscale channel
     if images.dim() != 4:
         raise DataError(
             f"{path}: {key} has shape {tuple(images.shape)}; use N x H x W or N x C x H x W"
         )
+    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):  # numpy's N x H x W x C
+        raise DataError(
+            f"{path}: {key} has shape {tuple(images.shape)}, channels last; store N x C x H x W "
+            "(x.transpose(0, 3, 1, 2))"
+        )
     return images.contiguous()
 
 
 def _labels(arrays: dict, key: str, path: Path) -> torch.Tensor:
     value = arrays[key]
-    labels = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.dim() != 1:
-        raise DataError(f"{path}: {key} must be a 1-D array of whole-number class labels")
-    return labels.long()
+    array = value if torch.is_tensor(value) else np.asarray(value)
+    if torch.is_tensor(array):
+        integer = not (array.is_floating_point() or array.is_complex() or array.dtype == torch.bool)
+    else:
+        integer = array.dtype.kind in "iu"  # not bool ("b"), float, str or object
+    if not integer or array.ndim != 1:
+        raise DataError(
+            f"{path}: {key} must be a 1-D array of whole-number class labels 0..K-1 "
+            "(names go in classes)"
+        )
+    return torch.as_tensor(array).long()
 
 
 def _classes(arrays: dict, train: ImageSet, test: ImageSet, path: Path) -> list[str]:

@@ -51,8 +51,8 @@ class CNN(nn.Module):
         n_conv = _conv_count(depth, extra, head, channels)
         self.depth = depth
         self.head = head
-        self.features, out_channels, size = _conv_stages(
-            (int(input_shape[0]), int(input_shape[1])),
+        self.features, out_channels, (map_h, map_w) = _conv_stages(
+            (int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
             [int(c) for c in channels] if channels else [width] * n_conv,
             grow=not channels,
             max_width=max_width,
@@ -64,7 +64,7 @@ class CNN(nn.Module):
             self.pool = nn.Identity()
             self.classifier = nn.Sequential(
                 nn.Flatten(),
-                nn.Linear(out_channels * size * size, fc_width),
+                nn.Linear(out_channels * map_h * map_w, fc_width),
                 nn.ReLU(inplace=True),
                 nn.Dropout(dropout),
                 nn.Linear(fc_width, num_classes),
@@ -100,7 +100,7 @@ def _conv_count(depth: int, extra: int, head: str, channels: Sequence[int] | Non
 
 
 def _conv_stages(
-    shape: tuple[int, int],
+    shape: tuple[int, int, int],
     widths: list[int],
     *,
     grow: bool,
@@ -108,12 +108,12 @@ def _conv_stages(
     layers_per_stage: int,
     kernel_size: int,
     norm: str | None,
-) -> tuple[nn.Sequential, int, int]:
+) -> tuple[nn.Sequential, int, tuple[int, int]]:
     """Conv (+ BatchNorm) + ReLU per entry of ``widths``; 2x2 max-pooling after every stage
-    while the maps are at least 4 pixels wide. With ``grow`` the channels double at each
-    pooling (up to ``max_width``): resolution is traded for channels while there is some left.
-    Returns the layers, their output channels and the maps' size."""
-    channels, size = shape
+    while the maps are at least 4 pixels high and wide. With ``grow`` the channels double at
+    each pooling (up to ``max_width``): resolution is traded for channels while there is some
+    left. Returns the layers, their output channels and the maps' (height, width)."""
+    channels, height, width = shape
     layers: list[nn.Module] = []
     scale = 1
     for i, planned in enumerate(widths):
@@ -126,8 +126,8 @@ def _conv_stages(
             layers.append(nn.BatchNorm2d(out_channels))
         layers.append(nn.ReLU(inplace=True))
         channels = out_channels
-        if (i + 1) % layers_per_stage == 0 and size >= 4:
+        if (i + 1) % layers_per_stage == 0 and min(height, width) >= 4:
             layers.append(nn.MaxPool2d(2))
-            size //= 2
+            height, width = height // 2, width // 2
             scale *= 2
-    return nn.Sequential(*layers), channels, size
+    return nn.Sequential(*layers), channels, (height, width)
