@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from reslab.cli import run_script
+from reslab.config.overrides import override_key
 from reslab.errors import ConfigError
 from reslab.saved_run import build_model, checkpoint_path, load_run_config
 
@@ -44,7 +45,7 @@ def parse_args(argv: list[str]) -> tuple[DictConfig, str | None, list[str]]:
     name = next((a.split("=", 1)[1] for a in argv if a.startswith("dataset=")), None)
     overrides = [a for a in argv if a.startswith("dataset.")]
     rest = [a for a in argv if not a.startswith(("dataset=", "dataset."))]
-    unknown = [a.split("=", 1)[0] for a in rest if a.split("=", 1)[0] not in OPTIONS]
+    unknown = [override_key(a) for a in rest if override_key(a) not in OPTIONS]
     if unknown:
         raise ConfigError(f"{unknown[0]} is not an evaluate option; use one of: {_names()}")
     opts = OmegaConf.merge(OmegaConf.create(OPTIONS), OmegaConf.from_dotlist(rest))
