@@ -94,18 +94,7 @@ class Trainer:
         self.device = placement.device
         self.precision = placement.precision
         self.dist = placement.dist
-        self.model = model.to(self.device)
-        if step.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        # self.model stays the plain module (checkpoints, callbacks); the steps call these,
-        # which may be compiled and, under torchrun, wrapped in DistributedDataParallel.
-        self._train_model, self._eval_model = step_models(
-            self.model,
-            self.dist,
-            self.device,
-            compile=step.compile,
-            sync_batchnorm=step.sync_batchnorm,
-        )
+        self.model, self._train_model, self._eval_model = _placed_models(model, placement, step)
         self.optimizer = optimizer
         self.schedule = schedule
         self.max_epochs = stopping.max_epochs
@@ -446,6 +435,24 @@ class Trainer:
         parts.append(f"lr {row['lr']:.3g}")
         parts.append(f"{row['epoch_time_s']:.1f}s")
         return "  ".join(parts)
+
+
+def _placed_models(
+    model: nn.Module, placement: Placement, step: StepOptions
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The plain module on its device (checkpoints and callbacks use it) and the two the steps
+    call, which may be compiled and, under torchrun, wrapped in DistributedDataParallel."""
+    model = model.to(placement.device)
+    if step.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model, eval_model = step_models(
+        model,
+        placement.dist,
+        placement.device,
+        compile=step.compile,
+        sync_batchnorm=step.sync_batchnorm,
+    )
+    return model, train_model, eval_model
 
 
 def _rng_state() -> dict:
