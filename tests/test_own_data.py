@@ -239,6 +239,8 @@ def test_a_loader_named_by_its_dotted_path_is_used(tmp_path):
     assert data.name == "mine" and data.classes == ["a", "b"] and data.source == "tiny"
     with pytest.raises(ConfigError, match="dataset.loader=nowhere is unknown"):
         load_dataset(OmegaConf.merge(cfg, {"loader": "nowhere"}))
+    with pytest.raises(ConfigError, match="cannot be imported: .*No module named 'mypkg'"):
+        load_dataset(OmegaConf.merge(cfg, {"loader": "mypkg.load"}))
 
 
 def tiny_loader(cfg, root):

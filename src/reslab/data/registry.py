@@ -71,9 +71,9 @@ def dataset_spec(cfg: Any) -> DatasetSpec:
 
     try:
         return DatasetSpec(get_method(loader), _unknown)
-    except Exception as exc:  # Hydra says why it could not import it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"dataset.loader={loader} cannot be imported: {first}") from None
+    except Exception as exc:  # Hydra's message: "Error loading 'x':", the cause, a hint
+        why = " ".join(line.strip() for line in str(exc).splitlines()[1:]) or type(exc).__name__
+        raise ConfigError(f"dataset.loader={loader} cannot be imported: {why}") from None
 
 
 def declared_shape(cfg: Any) -> Shape | None:

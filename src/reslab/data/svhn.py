@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy.io.matlab import MatReadError
 from torchvision import datasets
 
 from reslab.data.image_data import ImageSet, Splits
@@ -40,6 +39,8 @@ def svhn_folder(root: Path) -> Path:
 
 
 def _read(folder: Path, split: str, download: bool) -> ImageSet:
+    from scipy.io.matlab import MatReadError  # here, not at start-up: only SVHN needs scipy.io
+
     path = folder / SVHNFile.split_list[split][1]
     try:
         ds = SVHNFile(str(folder), split=split, download=download)
